@@ -1,0 +1,73 @@
+"""The pictures people would rather look at, as PNG files for reports (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+
+def _save(fig: Figure, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    # no software/date metadata: the same figure gives the same bytes
+    fig.savefig(path, dpi=90, metadata={"Software": None})
+    plt.close(fig)
+
+
+def loss_curve(curve: pd.DataFrame, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for col in ("train_loss", "validation_loss"):
+        if col in curve:
+            ax.plot(curve["iteration"], curve[col], marker="." if len(curve) < 3 else None, label=col.replace("_", " "))
+    ax.set(xlabel="iteration", ylabel="loss", title="Training loss")
+    ax.legend()
+    _save(fig, path)
+
+
+def confusion(table: pd.DataFrame, path: Path) -> None:
+    labels = sorted(set(table["actual"]) | set(table["predicted"]))
+    matrix = pd.crosstab(table["actual"], table["predicted"]).reindex(index=labels, columns=labels, fill_value=0)
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.imshow(matrix.to_numpy(), cmap="Blues")
+    for (i, j), v in np.ndenumerate(matrix.to_numpy()):
+        ax.text(j, i, str(v), ha="center", va="center", color="black")
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set(xlabel="predicted", ylabel="actual", title="Confusion matrix")
+    _save(fig, path)
+
+
+def curve(table: pd.DataFrame, x: str, y: str, title: str, path: Path, diagonal: bool = False) -> None:
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.plot(table[x], table[y])
+    if diagonal:
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
+    ax.set(xlabel=x, ylabel=y, title=title, xlim=(0, 1), ylim=(0, 1.02))
+    _save(fig, path)
+
+
+def importance(table: pd.DataFrame, path: Path) -> None:
+    top = table.head(15).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(5.5, 0.3 * len(top) + 1.2))
+    ax.barh(top["feature"], top["importance"])
+    ax.set(xlabel="permutation importance (holdout)", title="Feature importance")
+    _save(fig, path)
+
+
+def predicted_vs_actual(table: pd.DataFrame, path: Path) -> None:
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.8))
+    a.scatter(table["actual"], table["predicted"], s=6, alpha=0.5)
+    lo, hi = table[["actual", "predicted"]].min().min(), table[["actual", "predicted"]].max().max()
+    a.plot([lo, hi], [lo, hi], linestyle="--", color="grey")
+    a.set(xlabel="actual", ylabel="predicted", title="Predicted vs actual")
+    b.scatter(table["predicted"], table["residual"], s=6, alpha=0.5)
+    b.axhline(0, linestyle="--", color="grey")
+    b.set(xlabel="predicted", ylabel="residual", title="Residuals")
+    _save(fig, path)

@@ -1,0 +1,38 @@
+"""Split the validated raw data into train and holdout tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from mlops.config import load_params
+from mlops.contract import load_contract
+from mlops.datasets import read_raw, write_table
+from mlops.progress import Progress
+from mlops.splitting import split
+from mlops.stages import parser, run
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    p = parser("split", __doc__)
+    p.add_argument("--raw", type=Path, default=Path("data/raw"))
+    p.add_argument("--out", type=Path, default=Path("data/split"), help="output directory (default: %(default)s)")
+    args = p.parse_args(argv)
+    params = load_params(args.params)
+    contract = load_contract(args.contract)
+    progress = Progress("split")
+    frame = read_raw(args.raw, contract)
+    train, holdout = split(frame, contract, params.split)
+    write_table(train, args.out / "train.parquet")
+    write_table(holdout, args.out / "holdout.parquet")
+    how = f"latest {params.split.holdout_periods} period(s)" if params.split.method == "time" else "random"
+    progress(f"{len(train):,} train rows, {len(holdout):,} holdout rows ({how}) -> {args.out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(_main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
