@@ -12,7 +12,7 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := False
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: help setup data repro lint format test demo clean
+.PHONY: help setup data repro lint format test demo bench-pipeline clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ demo: setup ## from a fresh clone to a trained, evaluated, tracked model
 	@echo "  plots            dvc plots show           -> dvc_plots/index.html; PNGs in reports/evaluate/"
 	@echo "  data validation  reports/validation.json"
 	@echo "  MLflow runs      $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db  -> http://127.0.0.1:5000"
+
+bench-pipeline: setup ## time validate on 1M rows, train, evaluate, a no-op dvc repro (after make demo)
+	python benchmarks/pipeline.py
 
 clean: ## remove pipeline outputs, MLflow's local store and tool caches (keeps .venv and data/raw)
 	rm -rf data/split models/pipeline.joblib mlflow.db mlartifacts mlruns dvc_plots

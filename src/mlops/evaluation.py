@@ -36,9 +36,7 @@ class Evaluation:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
-def classification_metrics(
-    y: pd.Series, proba: np.ndarray, classes: list[Any], contract: Contract
-) -> dict[str, Any]:
+def classification_metrics(y: pd.Series, proba: np.ndarray, classes: list[Any], contract: Contract) -> dict[str, Any]:
     """Accuracy, precision, recall, F1, ROC AUC and log loss (macro plus per class for multiclass)."""
     pred = np.asarray(classes)[proba.argmax(axis=1)]
     out: dict[str, Any] = {"accuracy": float(accuracy_score(y, pred))}
@@ -85,7 +83,12 @@ def _thin(frame: pd.DataFrame, max_points: int) -> pd.DataFrame:
 
 
 def evaluate(
-    pipeline: Pipeline, train: pd.DataFrame, holdout: pd.DataFrame, contract: Contract, params: EvaluateParams, seed: int
+    pipeline: Pipeline,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    contract: Contract,
+    params: EvaluateParams,
+    seed: int,
 ) -> Evaluation:
     """Score the model and a trivial baseline on the holdout; build the plot tables."""
     X, y = features_and_target(holdout, contract)
@@ -104,7 +107,9 @@ def evaluate(
         if contract.task == "binary":
             positive = y == classes[1]
             fpr, tpr, thr = roc_curve(positive, proba[:, 1])
-            tables["roc"] = _thin(pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.minimum(thr, 1.0)}), params.max_curve_points)
+            tables["roc"] = _thin(
+                pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.minimum(thr, 1.0)}), params.max_curve_points
+            )
             prec, rec, thr = precision_recall_curve(positive, proba[:, 1])
             prc = pd.DataFrame({"recall": rec[:-1], "precision": prec[:-1], "threshold": thr})
             tables["prc"] = _thin(prc, params.max_curve_points)

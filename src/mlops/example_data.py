@@ -73,9 +73,7 @@ def generate_period(params: DataParams, index: int) -> pd.DataFrame:
     credit = np.clip(rng.normal(690 - 25 * shift, 55, n) + (age - 42) * 0.8, 300, 850).round().astype(int)
     accounts = rng.poisson(6, n)
     delinquencies = rng.poisson(np.where(credit < 620, 0.9, 0.15))
-    months_employed = np.where(
-        employment == "unemployed", 0, np.clip(rng.exponential(70, n), 0, 480)
-    ).round()
+    months_employed = np.where(employment == "unemployed", 0, np.clip(rng.exponential(70, n), 0, 480)).round()
     purpose_p = np.clip(PURPOSE_P + PURPOSE_DRIFT * shift, 0.005, None)
     purpose_idx = rng.choice(len(PURPOSES), n, p=purpose_p / purpose_p.sum())
     purpose = np.array(PURPOSES)[purpose_idx]

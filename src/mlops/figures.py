@@ -7,10 +7,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
 
 def _save(fig: Figure, path: Path) -> None:
@@ -35,9 +35,10 @@ def confusion(table: pd.DataFrame, path: Path) -> None:
     labels = sorted(set(table["actual"]) | set(table["predicted"]))
     matrix = pd.crosstab(table["actual"], table["predicted"]).reindex(index=labels, columns=labels, fill_value=0)
     fig, ax = plt.subplots(figsize=(4.5, 4))
-    ax.imshow(matrix.to_numpy(), cmap="Blues")
-    for (i, j), v in np.ndenumerate(matrix.to_numpy()):
-        ax.text(j, i, str(v), ha="center", va="center", color="black")
+    values = matrix.to_numpy()
+    ax.imshow(values, cmap="Blues")
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > values.max() / 2 else "black")
     ax.set_xticks(range(len(labels)), labels)
     ax.set_yticks(range(len(labels)), labels)
     ax.set(xlabel="predicted", ylabel="actual", title="Confusion matrix")

@@ -16,9 +16,9 @@ import pandas as pd
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-import mlflow  # noqa: E402
-from mlflow.models import infer_signature  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
+import mlflow
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
 
 MODEL_SHA_TAG = "model_sha256"
 
@@ -87,7 +87,9 @@ def log_training(
         for path in artifacts:
             mlflow.log_artifact(str(path))
         prediction = pipeline.predict_proba(input_example) if hasattr(pipeline, "predict_proba") else None
-        signature = infer_signature(input_example, prediction if prediction is not None else pipeline.predict(input_example))
+        signature = infer_signature(
+            input_example, prediction if prediction is not None else pipeline.predict(input_example)
+        )
         info = mlflow.sklearn.log_model(
             pipeline,
             name="model",
@@ -102,7 +104,9 @@ def log_training(
     return TrainingRecord(run.info.run_id, version, uri)
 
 
-def log_evaluation(root: Path, experiment: str, model_sha256: str, metrics: dict[str, float], artifacts: list[Path]) -> str | None:
+def log_evaluation(
+    root: Path, experiment: str, model_sha256: str, metrics: dict[str, float], artifacts: list[Path]
+) -> str | None:
     """Add holdout metrics and plots to the run that trained this exact model file, if it is here."""
     configure(root)
     client = MlflowClient()

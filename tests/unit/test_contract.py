@@ -23,7 +23,9 @@ def raw_contract() -> dict:
 def test_contract_gives_the_feature_column_lists():
     c = load_contract(ROOT / "data" / "contract.yaml")
     assert c.task == "binary"
-    assert c.target not in c.features and c.id not in c.features and c.time not in c.features
+    assert c.target not in c.features
+    assert c.id not in c.features
+    assert c.time not in c.features
     assert set(c.numeric_features) | set(c.categorical_features) == set(c.features)
     assert "credit_score" in c.numeric_features
     assert "purpose" in c.categorical_features

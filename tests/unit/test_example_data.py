@@ -65,11 +65,13 @@ def test_drift_knob_shifts_later_periods_only():
 @pytest.mark.parametrize(("task", "target"), [("multiclass", "risk_grade"), ("regression", "interest_rate")])
 def test_task_knob_picks_the_target(task, target):
     frame = generate_period(small(task=task), 0)
-    assert target in frame and "defaulted" not in frame
+    assert target in frame
+    assert "defaulted" not in frame
     if task == "multiclass":
         assert set(frame[target]) == {"A", "B", "C", "D"}
     else:
-        assert frame[target].between(3, 36).all() and frame[target].std() > 1
+        assert frame[target].between(3, 36).all()
+        assert frame[target].std() > 1
 
 
 def test_every_fault_changes_the_batch(tmp_path):

@@ -37,7 +37,10 @@ def fitted(frame, contract, params):
 
 def test_preprocessor_uses_exactly_the_contract_columns(frame, contract, params):
     pre = build_preprocessor(contract, params.train.features).fit(frame)
-    numeric, categorical = pre.named_steps["columns"].transformers_[0][2], pre.named_steps["columns"].transformers_[1][2]
+    numeric, categorical = (
+        pre.named_steps["columns"].transformers_[0][2],
+        pre.named_steps["columns"].transformers_[1][2],
+    )
     assert numeric == contract.numeric_features
     assert categorical == contract.categorical_features
     names = pre.get_feature_names_out()
@@ -55,7 +58,8 @@ def test_missing_values_are_imputed_with_indicators(frame, contract, params):
 def test_all_missing_row_still_predicts(fitted, contract):
     row = pd.DataFrame([{c: np.nan for c in contract.features}])
     proba = fitted.predict_proba(row)
-    assert proba.shape == (1, 2) and np.isfinite(proba).all()
+    assert proba.shape == (1, 2)
+    assert np.isfinite(proba).all()
 
 
 def test_unseen_category_does_not_fail_and_acts_like_missing_information(fitted, frame, contract):

@@ -54,7 +54,8 @@ def test_bad_batch_is_rejected_naming_the_problem(tmp_path, fault, capsys):
     assert all("2025-03.csv" in line for line in failed)  # only the broken (newest) batch
     assert any(words in line and (column is None or f"column '{column}'" in line) for line in failed), err
     report = json.loads(report_path.read_text())
-    assert report["success"] is False and report["failed"] == len(failed)
+    assert report["success"] is False
+    assert report["failed"] == len(failed)
     assert all(e["success"] for e in report["expectations"] if e["batch"] != "2025-03.csv")
 
 
@@ -62,7 +63,8 @@ def test_report_records_every_expectation_with_observed_values(tmp_path):
     report_path = tmp_path / "validation.json"
     assert validate_stage.main(["--raw", str(write_data(tmp_path)), "--report", str(report_path)]) == 0
     report = json.loads(report_path.read_text())
-    assert report["success"] is True and report["failed"] == 0
+    assert report["success"] is True
+    assert report["failed"] == 0
     assert report["evaluated"] == len(report["expectations"])
     assert report["batches"] == {"2025-01.csv": 300, "2025-02.csv": 300, "2025-03.csv": 300}
     null_checks = [e for e in report["expectations"] if e["expectation"].endswith("not_be_null")]

@@ -21,7 +21,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=Path("models/pipeline.joblib"))
     p.add_argument("--metrics", type=Path, default=Path("reports/metrics.json"))
     p.add_argument("--plots", type=Path, default=Path("reports/evaluate"), help="plot data and PNG directory")
-    p.add_argument("--root", type=Path, default=Path("."))
+    p.add_argument("--root", type=Path, default=Path())
     p.add_argument("--no-mlflow", action="store_true")
     args = p.parse_args(argv)
     params = load_params(args.params)

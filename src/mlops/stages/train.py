@@ -26,7 +26,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=Path("models/pipeline.joblib"))
     p.add_argument("--curves", type=Path, default=Path("reports/train"), help="loss curve directory")
     p.add_argument("--metrics", type=Path, default=Path("reports/train_metrics.json"))
-    p.add_argument("--root", type=Path, default=Path("."), help="repository root (lineage, MLflow default)")
+    p.add_argument("--root", type=Path, default=Path(), help="repository root (lineage, MLflow default)")
     p.add_argument("--no-mlflow", action="store_true", help="skip MLflow logging")
     args = p.parse_args(argv)
     params = load_params(args.params)
@@ -41,7 +41,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
     save_pipeline(result.pipeline, args.model)
     write_csv(result.loss_curve, args.curves / "loss.csv")
     figures.loss_curve(result.loss_curve, args.curves / "loss.png")
-    summary = {"train_loss": result.train_loss, "iterations": int(result.loss_curve["iteration"].max()), "rows": result.rows}
+    summary = {
+        "train_loss": result.train_loss,
+        "iterations": int(result.loss_curve["iteration"].max()),
+        "rows": result.rows,
+    }
     write_json(summary, args.metrics)
     progress(f"train loss {result.train_loss:.4f} after {summary['iterations']} iteration(s) -> {args.model}")
 
@@ -70,7 +74,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
                 artifacts=[args.curves / "loss.png"],
                 pip_requirements=[f"{name}=={version(name)}" for name in RUNTIME_PACKAGES],
             )
-        progress(f"MLflow run {record.run_id}, model {params.mlflow.registered_model} v{record.model_version} ({record.tracking_uri})")
+        name = params.mlflow.registered_model
+        progress(f"MLflow run {record.run_id}, model {name} v{record.model_version} ({record.tracking_uri})")
     progress.done()
     return 0
 

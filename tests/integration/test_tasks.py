@@ -1,0 +1,47 @@
+"""Each task type runs end to end, chosen by the contract alone (plus its gates in params)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, make_project, repro, sh
+
+pytestmark = pytest.mark.integration
+
+CASES = {
+    "multiclass": (
+        "contract-multiclass.yaml",
+        {"minimum": {"accuracy": 0.5}, "maximum": {}},
+        ["confusion", "importance"],
+    ),
+    "regression": (
+        "contract-regression.yaml",
+        {"minimum": {"r2": 0.5}, "maximum": {"rmse": 3.0}},
+        ["predictions", "importance"],
+    ),
+}
+
+
+@pytest.mark.parametrize("task", list(CASES))
+def test_task_runs_end_to_end_from_the_contract(task, tmp_path):
+    contract, gates, plots = CASES[task]
+    project = make_project(
+        tmp_path / task,
+        params={"data": {"task": task}, "gates": gates},
+        contract=ROOT / "examples" / contract,
+    )
+    repro(project)
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    for name, floor in gates["minimum"].items():
+        assert metrics[name] >= floor
+    if task == "regression":
+        assert metrics["rmse"] < metrics["baseline"]["rmse"]
+    else:
+        assert metrics["accuracy"] > metrics["baseline"]["accuracy"]
+        assert set(metrics["per_class"]) == {"A", "B", "C", "D"}
+    produced = sorted(p.stem for p in (project / "reports/evaluate").glob("*.csv"))
+    assert produced == sorted(plots)
+    html = Path(tmp_path / "plots")
+    sh("dvc", "plots", "show", "-o", str(html), cwd=project)
+    assert (html / "index.html").exists()
