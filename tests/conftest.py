@@ -72,6 +72,7 @@ def make_project(
     for name in ("dvc.yaml", ".gitignore"):
         shutil.copy(ROOT / name, dest / name)
     shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(ROOT / "serve", dest / "serve", ignore=shutil.ignore_patterns("__pycache__"))
     (dest / "data").mkdir(exist_ok=True)
     shutil.copy(contract or ROOT / "data" / "contract.yaml", dest / "data" / "contract.yaml")
     merged = deep_merge(yaml.safe_load((ROOT / "params.yaml").read_text()), deep_merge(SMALL_DATA, params or {}))

@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "split": ("mlops.stages.split", "split validated data into train and holdout"),
     "train": ("mlops.stages.train", "train the pipeline, log it to MLflow"),
     "evaluate": ("mlops.stages.evaluate", "score the model on the holdout; metrics and plots"),
+    "package": ("mlops.stages.package", "build the TorchServe model archive (.mar)"),
 }
 
 
@@ -61,9 +62,13 @@ def _data(argv: Sequence[str] | None) -> int:
 
 
 def _usage() -> str:
-    width = max(map(len, COMMANDS))
+    from mlops.serving_cli import COMMANDS as SERVING
+
+    summaries = {name: summary for name, (_, summary) in COMMANDS.items()}
+    summaries |= {name: summary for name, (_, summary) in SERVING.items()}
+    width = max(map(len, summaries))
     lines = ["usage: mlops COMMAND [options]   (mlops COMMAND --help for each)", "", "commands:"]
-    lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
+    lines += [f"  {name:<{width}}  {summary}" for name, summary in summaries.items()]
     return "\n".join(lines)
 
 
@@ -73,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_usage())
         return 0 if args else 2
     name, rest = args[0], args[1:]
+    from mlops import serving_cli
+
+    if name in serving_cli.COMMANDS:
+        return serving_cli.main(name, rest)
     if name not in COMMANDS:
         print(f"error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2

@@ -91,6 +91,31 @@ class MlflowParams(_Section):
     registered_model: str = Field(min_length=1)
 
 
+class ServeParams(_Section):
+    model_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+    workers: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    max_batch_delay_ms: int = Field(ge=0)
+    response_timeout_s: int = Field(ge=1)
+    max_rows: int = Field(ge=1)
+    unknown_category: Literal["reject", "allow"]
+
+
+class LatencyGate(_Section):
+    duration_s: float = Field(gt=0)
+    concurrency: int = Field(ge=1)
+    max_p99_ms: float = Field(gt=0)
+    min_rps: float = Field(ge=0)
+
+
+class DeployParams(_Section):
+    ready_timeout_s: int = Field(ge=1)
+    smoke_rows: int = Field(ge=1)
+    parity_rows: int = Field(ge=1)
+    quality_rows: int = Field(ge=0)
+    latency: LatencyGate
+
+
 class Params(_Section):
     data: DataParams
     split: SplitParams
@@ -98,6 +123,8 @@ class Params(_Section):
     evaluate: EvaluateParams
     gates: GateParams
     mlflow: MlflowParams
+    serve: ServeParams
+    deploy: DeployParams
 
     def digest(self) -> str:
         """A stable hash of the validated params (a lineage tag)."""

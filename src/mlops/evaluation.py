@@ -130,3 +130,19 @@ def evaluate(
         .reset_index(drop=True)
     )
     return Evaluation(metrics, tables)
+
+
+def gate_failures(metrics: dict[str, Any], minimum: dict[str, float], maximum: dict[str, float]) -> list[str]:
+    """One line per absolute threshold the metrics miss (a threshold naming no metric is an error)."""
+    failures = []
+    for name, floor in minimum.items():
+        if name not in metrics:
+            failures.append(f"gates.minimum names '{name}', which this task does not produce")
+        elif metrics[name] < floor:
+            failures.append(f"{name} {metrics[name]:.4f} < minimum {floor}")
+    for name, ceiling in maximum.items():
+        if name not in metrics:
+            failures.append(f"gates.maximum names '{name}', which this task does not produce")
+        elif metrics[name] > ceiling:
+            failures.append(f"{name} {metrics[name]:.4f} > maximum {ceiling}")
+    return failures

@@ -127,3 +127,38 @@ def log_evaluation(
         for path in artifacts:
             mlflow.log_artifact(str(path), artifact_path="evaluation")
     return str(run_id)
+
+
+def set_alias(
+    root: Path, registered_model: str, alias: str, model_sha256: str, tags: dict[str, str]
+) -> tuple[str, str] | None:
+    """Point a registry alias (``staging``/``production``) at the version trained as this model file.
+
+    Returns (run id, model version), or None when no run here logged this model.
+    """
+    configure(root)
+    client = MlflowClient()
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        filter_string=f"tags.{MODEL_SHA_TAG} = '{model_sha256}'",
+        order_by=["attributes.start_time DESC"],
+    )
+    for run in runs:
+        versions = client.search_model_versions(f"name = '{registered_model}' and run_id = '{run.info.run_id}'")
+        if versions:
+            version = str(versions[0].version)
+            client.set_registered_model_alias(registered_model, alias, version)
+            for key, value in tags.items():
+                client.set_model_version_tag(registered_model, version, key, value)
+            return run.info.run_id, version
+    return None
+
+
+def aliases(root: Path, registered_model: str) -> dict[str, str]:
+    """alias -> model version of a registered model (empty when it does not exist)."""
+    configure(root)
+    try:
+        model = MlflowClient().get_registered_model(registered_model)
+    except mlflow.exceptions.MlflowException:
+        return {}
+    return {k: str(v) for k, v in (model.aliases or {}).items()}

@@ -1,0 +1,174 @@
+"""`mlops serve|deploy|promote|rollback|status|bench`: thin adapters over mlops.deploy."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mlops.config import load_params
+from mlops.contract import load_contract
+from mlops.deploy import Context, Site
+from mlops.errors import UserError
+from mlops.progress import Progress
+from mlops.torchserve import ENVIRONMENTS, local_server
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"mlops {prog}", description=description)
+    p.add_argument("--params", type=Path, default=Path("params.yaml"))
+    p.add_argument("--root", type=Path, default=Path(), help="repository root (git tags, MLflow default)")
+    serve_dir = Path(os.environ.get("MLOPS_SERVE_DIR", "serve"))
+    runtime_dir = Path(os.environ.get("MLOPS_RUNTIME_DIR", ".serve"))
+    p.add_argument("--serve-dir", type=Path, default=serve_dir, help="environment configs (default: %(default)s)")
+    p.add_argument(
+        "--runtime-dir", type=Path, default=runtime_dir, help="model stores, logs, keys (default: %(default)s)"
+    )
+    return p
+
+
+def _release_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--contract", type=Path, default=Path("data/contract.yaml"))
+    p.add_argument("--package", type=Path, default=Path("models/package.json"), help="the archive's record")
+    p.add_argument("--model", type=Path, default=Path("models/pipeline.joblib"), help="offline model for parity")
+    p.add_argument("--holdout", type=Path, default=Path("data/split/holdout.parquet"))
+
+
+def _site(args: argparse.Namespace, stage: str) -> Site:
+    return Site(args.root, load_params(args.params), args.serve_dir, args.runtime_dir, Progress(stage))
+
+
+def _context(args: argparse.Namespace, stage: str) -> Context:
+    return Context.load(_site(args, stage), load_contract(args.contract), args.package, args.model, args.holdout)
+
+
+def serve_main(argv: Sequence[str] | None) -> int:
+    p = _parser("serve", "start, stop or show the local TorchServe environments")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("env", nargs="?", choices=ENVIRONMENTS, help="one environment (default: both)")
+    args = p.parse_args(argv)
+    progress = Progress("serve")
+    for env in [args.env] if args.env else list(ENVIRONMENTS):
+        server = local_server(env, args.serve_dir, args.runtime_dir)
+        if args.action == "up":
+            ep = server.up()
+            progress(f"{env}: up, inference {ep.inference_url}, management {ep.management_url}")
+            progress(f"{env}: tokens in {server.home / 'key_file.json'}")
+        elif args.action == "down":
+            progress(f"{env}: {'stopped' if server.down() else 'was not running'}")
+        else:
+            state = f"up (pid {server.pid()})" if server.pid() else "down"
+            progress(f"{env}: {state}, inference {server.props['inference_address']}")
+    return 0
+
+
+def deploy_main(argv: Sequence[str] | None) -> int:
+    p = _parser("deploy", "deploy the archive to staging: register, wait READY, check, set-default")
+    p.add_argument("env", choices=["staging"])
+    _release_args(p)
+    args = p.parse_args(argv)
+    from mlops.deploy import deploy_staging
+
+    deploy_staging(_context(args, "deploy"))
+    return 0
+
+
+def promote_main(argv: Sequence[str] | None) -> int:
+    p = _parser("promote", "promote the archive that passed staging to production, and tag it in git")
+    p.add_argument("env", choices=["production"])
+    p.add_argument("--force", action="store_true", help="promote even a model older than production's")
+    _release_args(p)
+    args = p.parse_args(argv)
+    from mlops.deploy import promote_production
+
+    promote_production(_context(args, "promote"), force=args.force)
+    return 0
+
+
+def rollback_main(argv: Sequence[str] | None) -> int:
+    p = _parser("rollback", "make the previous version the default again (no retraining)")
+    p.add_argument("env", choices=ENVIRONMENTS)
+    args = p.parse_args(argv)
+    from mlops.deploy import rollback
+
+    rollback(_site(args, "rollback"), args.env)
+    return 0
+
+
+def status_main(argv: Sequence[str] | None) -> int:
+    p = _parser("status", "per environment: serving version, its commit, metrics, when deployed")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    from mlops.deploy import status
+
+    rows = status(_site(args, "status"))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        if row["state"] == "down":
+            print(f"{row['environment']:<11} down ({row['url']})")
+            continue
+        metrics = ", ".join(
+            f"{k} {v:.4f}"
+            for k, v in sorted(row["metrics"].items())
+            if k in ("roc_auc", "f1", "rmse", "r2", "accuracy")
+        )
+        print(
+            f"{row['environment']:<11} version {row['version']}  commit {row['commit']}  deployed {row['deployed']}\n"
+            f"{'':<11} registered {', '.join(row['registered'])}  {metrics}"
+        )
+    return 0
+
+
+def bench_main(argv: Sequence[str] | None) -> int:
+    p = _parser(
+        "bench", "serving benchmark: 1-row requests at concurrency 1/4/16, 100-row requests, in-process ceiling"
+    )
+    p.add_argument("env", choices=ENVIRONMENTS)
+    p.add_argument("--seconds", type=float, default=8.0, help="per load level (default: %(default)s)")
+    p.add_argument("--contract", type=Path, default=Path("data/contract.yaml"))
+    p.add_argument("--model", type=Path, default=Path("models/pipeline.joblib"))
+    p.add_argument("--holdout", type=Path, default=Path("data/split/holdout.parquet"))
+    p.add_argument("--out", type=Path, default=Path("reports/bench.json"))
+    args = p.parse_args(argv)
+    from mlops import bench
+    from mlops.artifacts import load_pipeline
+    from mlops.datasets import read_table
+    from mlops.inference import Predictor
+
+    site = _site(args, "bench")
+    contract = load_contract(args.contract)
+    rows = bench.sample_rows(read_table(args.holdout), contract.features)
+    endpoint = site.endpoint(args.env, start=False)
+    report = {
+        "environment": args.env,
+        "served": bench.served(endpoint, site.name, rows, args.seconds, site.progress),
+        "in_process": bench.in_process(Predictor(load_pipeline(args.model), contract, "bench"), rows),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(bench.table(report))
+    print(f"-> {args.out}")
+    return 0
+
+
+COMMANDS = {
+    "serve": (serve_main, "start/stop/show local TorchServe environments (up|down|status [ENV])"),
+    "deploy": (deploy_main, "deploy the model archive to staging, with checks"),
+    "promote": (promote_main, "promote what passed staging to production; git tag"),
+    "rollback": (rollback_main, "make the previous version the default again"),
+    "status": (status_main, "what each environment serves"),
+    "bench": (bench_main, "serving benchmark against an environment"),
+}
+
+
+def main(name: str, argv: Sequence[str] | None) -> int:
+    try:
+        return COMMANDS[name][0](argv)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
