@@ -1,0 +1,369 @@
+"""Real TorchServe: one staging/production pair for the session, on free loopback ports.
+
+Deploy, promote and roll back; broken archives rejected; no request lost through a switch;
+tokens required; the management API only on loopback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import shutil
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+import requests
+import yaml
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from conftest import repro, sh
+from mlops import loadgen
+from mlops.config import load_params
+from mlops.contract import load_contract
+from mlops.inference import records
+from mlops.packaging import archive_info, build_archive
+
+pytestmark = pytest.mark.integration
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@dataclass
+class Site:
+    root: Path
+
+    def mlops(self, *args: str, check: bool = True):
+        return sh("mlops", *args, cwd=self.root, check=check)
+
+    def keys(self, env: str) -> dict[str, Any]:
+        return json.loads((self.root / ".serve" / env / "key_file.json").read_text())
+
+    def props(self, env: str) -> dict[str, str]:
+        from mlops.torchserve import read_properties
+
+        return read_properties(self.root / "serve" / f"{env}.properties")
+
+    def management(self, env: str, path: str) -> requests.Response:
+        token = self.keys(env)["management"]["key"]
+        return requests.get(self.props(env)["management_address"] + path, headers={"Authorization": f"Bearer {token}"})
+
+    def predict(self, env: str, body: Any, version: str | None = None) -> requests.Response:
+        token = self.keys(env)["inference"]["key"]
+        url = self.props(env)["inference_address"] + "/predictions/loan-default" + (f"/{version}" if version else "")
+        return requests.post(url, json=body, headers={"Authorization": f"Bearer {token}"})
+
+    def default_version(self, env: str) -> str:
+        return self.management(env, "/models/loan-default").json()[0]["modelVersion"]
+
+    def registered(self, env: str) -> set[str]:
+        return {m["modelVersion"] for m in self.management(env, "/models/loan-default/all").json()}
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        return {row["environment"]: row for row in json.loads(self.mlops("status", "--json").stdout)}
+
+    def tags(self) -> list[str]:
+        out = sh("git", "tag", "-l", "model/production/*", cwd=self.root).stdout.split()
+        return sorted(out, key=lambda t: int(t.rsplit("/", 1)[1]))
+
+    def tag_record(self, tag: str) -> dict[str, Any]:
+        message = sh("git", "tag", "-l", "--format=%(contents)", tag, cwd=self.root).stdout
+        return json.loads(message[message.index("{") :])
+
+    def package(self) -> dict[str, Any]:
+        return json.loads((self.root / "models/package.json").read_text())
+
+    def holdout_rows(self, n: int) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+        frame = pd.read_parquet(self.root / "data/split/holdout.parquet").head(n)
+        features = load_contract(self.root / "data/contract.yaml").features
+        return frame, records(frame, features)
+
+
+def write_env_configs(project: Path, extra_allowed: str) -> None:
+    for env in ("staging", "production"):
+        path = project / "serve" / f"{env}.properties"
+        http, mgmt, metrics, grpc_i, grpc_m = free_ports(5)
+        text = path.read_text()
+        replacements = {
+            "inference_address": f"http://127.0.0.1:{http}",
+            "management_address": f"http://127.0.0.1:{mgmt}",
+            "metrics_address": f"http://127.0.0.1:{metrics}",
+            "grpc_inference_port": str(grpc_i),
+            "grpc_management_port": str(grpc_m),
+        }
+        lines = []
+        for line in text.splitlines():
+            key = line.split("=", 1)[0]
+            if key in replacements:
+                line = f"{key}={replacements[key]}"
+            elif key == "allowed_urls":
+                line = f"{line}|{extra_allowed}"
+            lines.append(line)
+        path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="session")
+def site(trained_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """A copy of the trained project with both environments up on free ports."""
+    root = tmp_path_factory.mktemp("serving") / "repo"
+    shutil.copytree(trained_project, root, symlinks=True)
+    bucket = root.parent / "bucket"
+    bucket.mkdir()
+    write_env_configs(root, extra_allowed=f"file://{bucket}/.*")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["deploy"]["latency"] = {"duration_s": 2, "concurrency": 2, "max_p99_ms": 2000, "min_rps": 5}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh("git", "commit", "-qam", "test environments", cwd=root)
+    s = Site(root)
+    s.mlops("serve", "up")
+    yield s
+    s.mlops("serve", "down", check=False)
+
+
+@pytest.fixture(scope="session")
+def first(site: Site, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Model A deployed to staging and promoted to production; its files kept for later."""
+    site.mlops("deploy", "staging")
+    site.mlops("promote", "production")
+    keep = tmp_path_factory.mktemp("release-a")
+    package = site.package()
+    for name in ("models/package.json", f"models/{package['archive']}", "models/pipeline.joblib"):
+        shutil.copy(site.root / name, keep / Path(name).name)
+    return {"version": package["version"], "dir": keep, "commit": package["git_commit"]}
+
+
+def release_args(d: Path) -> list[str]:
+    return ["--package", str(d / "package.json"), "--model", str(d / "pipeline.joblib")]
+
+
+def build_release(site: Site, pipeline: Pipeline, out: Path) -> Path:
+    """An archive of ``pipeline`` with its record, as `mlops package` writes them."""
+    out.mkdir(parents=True, exist_ok=True)
+    joblib.dump(pipeline, out / "pipeline.joblib")
+    params = load_params(site.root / "params.yaml")
+    archive, version = build_archive(
+        out / "pipeline.joblib", site.root / "data/contract.yaml", site.root / "serve/handler.py", params.serve, out
+    )
+    commit = sh("git", "rev-parse", "HEAD", cwd=site.root).stdout.strip()
+    info = archive_info(archive, version, params.serve.model_name, out / "pipeline.joblib", commit, {})
+    (out / "package.json").write_text(json.dumps(info.to_dict()))
+    return out
+
+
+def test_deploy_and_promote_serve_the_model_everywhere_with_records(site, first):
+    version = first["version"]
+    assert site.default_version("staging") == version
+    assert site.default_version("production") == version
+    status = site.status()
+    for env in ("staging", "production"):
+        assert status[env]["version"] == version
+        assert status[env]["commit"] == first["commit"][:12]
+        assert status[env]["metrics"]["roc_auc"] > 0.7
+    [tag] = site.tags()
+    record = site.tag_record(tag)
+    assert record["version"] == version
+    assert record["sha256"] == site.package()["sha256"]
+    assert record["mlflow_run"]
+    assert record["checks"]["parity"]["mismatched"] == 0
+    from mlflow.tracking import MlflowClient
+
+    model = MlflowClient().get_registered_model("loan-default")
+    prod = MlflowClient().get_model_version("loan-default", model.aliases["production"])
+    assert prod.tags["archive_sha256"] == site.package()["sha256"]
+    assert prod.run_id == record["mlflow_run"]
+
+
+def test_served_predictions_equal_offline_exactly(site, first):
+    frame, rows = site.holdout_rows(300)
+    resp = site.predict("production", {"instances": rows})
+    assert resp.status_code == 200
+    served = np.array([[p["probabilities"]["0"], p["probabilities"]["1"]] for p in resp.json()["predictions"]])
+    offline = joblib.load(site.root / "models/pipeline.joblib").predict_proba(frame)
+    np.testing.assert_array_equal(served, offline)
+
+
+def test_bad_requests_get_400_with_the_field_and_workers_keep_serving(site, first):
+    _, rows = site.holdout_rows(2)
+    resp = site.predict("production", [rows[0], dict(rows[1], credit_score="high")])
+    assert resp.status_code == 400
+    assert resp.json()["row"] == 1
+    assert resp.json()["field"] == "credit_score"
+    assert site.predict("production", rows[0]).status_code == 200
+
+
+def test_requests_without_a_valid_token_are_refused(site, first):
+    props = site.props("production")
+    _, rows = site.holdout_rows(1)
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        inference = requests.post(
+            props["inference_address"] + "/predictions/loan-default", json=rows[0], headers=headers
+        )
+        management = requests.get(props["management_address"] + "/models", headers=headers)
+        for resp in (inference, management):
+            assert resp.status_code == 400
+            assert "Token Authorization failed" in resp.json()["message"]
+    inference_key = site.keys("production")["inference"]["key"]
+    wrong_api = requests.get(
+        props["management_address"] + "/models", headers={"Authorization": f"Bearer {inference_key}"}
+    )
+    assert wrong_api.status_code == 400  # the inference token cannot manage models
+
+
+def test_every_listening_socket_is_on_loopback(site, first):
+    pid = int((site.root / ".serve/production/tmp/.model_server.pid").read_text())
+    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    listening = [c for p in procs for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    assert listening, "the server listens somewhere"
+    for c in listening:
+        ip = ipaddress.ip_address(c.laddr.ip)
+        mapped = getattr(ip, "ipv4_mapped", None)
+        assert (mapped or ip).is_loopback, f"listening on {c.laddr.ip}:{c.laddr.port}"
+    mgmt_port = int(site.props("production")["management_address"].rsplit(":", 1)[1])
+    others = [
+        a.address
+        for addrs in psutil.net_if_addrs().values()
+        for a in addrs
+        if a.family == socket.AF_INET and not a.address.startswith("127.")
+    ]
+    for address in others:
+        with pytest.raises(ConnectionRefusedError), socket.create_connection((address, mgmt_port), timeout=2):
+            pass
+
+
+@pytest.mark.parametrize(
+    ("kind", "failed_check"),
+    [("raises", "smoke"), ("nondeterministic", "parity")],
+)
+def test_a_broken_archive_is_rejected_by_staging_and_production_never_changes(
+    site, first, tmp_path, kind, failed_check
+):
+    good = joblib.load(site.root / "models/pipeline.joblib")
+    if kind == "raises":  # inversion fails on a non-square batch
+        broken = Pipeline([*good.steps[:-1], ("boom", FunctionTransformer(np.linalg.inv)), good.steps[-1]])
+    else:  # shuffles rows: answers 200, but not the predictions of the model offline
+        broken = Pipeline([*good.steps[:-1], ("shuffle", FunctionTransformer(np.random.permutation)), good.steps[-1]])
+    release = build_release(site, broken, tmp_path / kind)
+    proc = site.mlops("deploy", "staging", *release_args(release), check=False)
+    assert proc.returncode == 1
+    assert re.search(rf"rejected \(([a-z]+, )*{failed_check}(, [a-z]+)* failed\)", proc.stderr), proc.stderr
+    assert f"{first['version']} keeps serving" in proc.stderr
+    bad_version = json.loads((release / "package.json").read_text())["version"]
+    assert bad_version not in site.registered("staging")
+    assert site.default_version("staging") == first["version"]
+    assert site.default_version("production") == first["version"]
+    promote = site.mlops("promote", "production", *release_args(release), check=False)
+    assert promote.returncode == 1
+    assert "has not passed staging" in promote.stderr
+    assert site.default_version("production") == first["version"]
+
+
+def test_promotion_and_rollback_under_load_lose_no_request(site, first, tmp_path):
+    params_path = site.root / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    params["train"]["hist_gradient_boosting"]["learning_rate"] = 0.1
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    sh("git", "commit", "-qam", "faster learning", cwd=site.root)
+    repro(site.root)
+    new = site.package()["version"]
+    assert new != first["version"]
+    site.mlops("deploy", "staging")
+    assert site.default_version("staging") == new
+
+    _, rows = site.holdout_rows(50)
+    props, token = site.props("production"), site.keys("production")["inference"]["key"]
+    seconds = 30
+    load = loadgen.start(props["inference_address"], "/predictions/loan-default", token, rows, 4, seconds, tmp_path)
+    started = time.monotonic()
+    time.sleep(2)
+    site.mlops("promote", "production")
+    assert site.default_version("production") == new
+    t0 = time.monotonic()
+    site.mlops("rollback", "production")
+    rollback_seconds = time.monotonic() - t0
+    switched_by = time.monotonic() - started
+    result = loadgen.finish(load, tmp_path)
+    assert switched_by < seconds - 1, "both switches happened while the load was running"
+    assert result.requests > 200
+    assert result.failures == 0
+    assert site.default_version("production") == first["version"]
+    assert site.registered("production") == {first["version"], new}  # the newer one stays for a roll forward
+    assert rollback_seconds < 10
+    tags = site.tags()
+    assert len(tags) == 3
+    assert site.tag_record(tags[1])["version"] == new
+    assert site.tag_record(tags[2])["action"] == "rollback"
+    assert site.tag_record(tags[2])["version"] == first["version"]
+
+
+def test_an_older_model_is_refused_by_production_unless_forced(site, first):
+    site.mlops("promote", "production")  # the newer model again (it passed staging)
+    newer = site.package()["version"]
+    assert site.default_version("production") == newer
+    older = release_args(first["dir"])
+    refused = site.mlops("promote", "production", *older, check=False)
+    assert refused.returncode == 1
+    assert "does not descend" in refused.stderr
+    assert site.default_version("production") == newer
+    site.mlops("promote", "production", *older, "--force")
+    assert site.default_version("production") == first["version"]
+
+
+def test_a_remote_environment_is_driven_by_urls_and_tokens(site, first, tmp_path, monkeypatch):
+    good = joblib.load(site.root / "models/pipeline.joblib")
+    good.set_params(model__max_iter=20)
+    release = build_release(site, good.fit(*_train_xy(site)), tmp_path / "remote")
+    version = json.loads((release / "package.json").read_text())["version"]
+    bucket = site.root.parent / "bucket"
+    shutil.copy(release / "loan-default.mar", bucket / f"loan-default-{version}.mar")  # the "upload"
+    props, keys = site.props("staging"), site.keys("staging")
+    env = {
+        "MLOPS_STAGING_MANAGEMENT_URL": props["management_address"],
+        "MLOPS_STAGING_INFERENCE_URL": props["inference_address"],
+        "MLOPS_STAGING_MANAGEMENT_TOKEN": keys["management"]["key"],
+        "MLOPS_STAGING_INFERENCE_TOKEN": keys["inference"]["key"],
+        "MLOPS_STAGING_ARCHIVE_URL_PREFIX": f"file://{bucket}",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    site.mlops("deploy", "staging", *release_args(release))
+    assert site.default_version("staging") == version
+    monkeypatch.delenv("MLOPS_STAGING_ARCHIVE_URL_PREFIX")
+    missing = site.mlops("status", check=False)
+    assert missing.returncode == 1
+    assert "MLOPS_STAGING_ARCHIVE_URL_PREFIX" in missing.stderr
+
+
+def _train_xy(site: Site):
+    train = pd.read_parquet(site.root / "data/split/train.parquet")
+    return train, train["defaulted"]
+
+
+def test_serve_down_stops_every_process(site, first):
+    pids = [int((site.root / f".serve/{env}/tmp/.model_server.pid").read_text()) for env in ("staging", "production")]
+    workers = [c.pid for pid in pids for c in psutil.Process(pid).children(recursive=True)]
+    assert len(workers) >= 4  # two workers per environment
+    site.mlops("serve", "down")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(psutil.pid_exists(p) for p in pids + workers):
+        time.sleep(0.2)
+    alive = [p for p in pids + workers if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not alive
+    assert "staging: down" in site.mlops("serve", "status").stdout
