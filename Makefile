@@ -12,10 +12,11 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := False
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: help setup data repro lint format test demo bench-pipeline clean
+.PHONY: help setup data repro lint format test demo serve-up down deploy-staging promote-production \
+	rollback-production status bench bench-pipeline clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
 
 setup: $(STAMP) ## create .venv and install requirements.txt (fast when nothing changed)
 
@@ -30,7 +31,7 @@ data: setup ## write the example data (deterministic) and track it with DVC
 	mlops data
 	dvc add -q data/raw
 
-repro: setup ## run the pipeline (dvc repro): validate -> split -> train -> evaluate
+repro: setup ## run the pipeline (dvc repro): validate -> split -> train -> evaluate -> package
 	dvc repro
 
 lint: setup ## ruff, ruff format --check, mypy
@@ -45,20 +46,53 @@ format: setup ## fix what ruff can fix and format the code
 test: setup ## the whole test suite (unit, integration, e2e)
 	pytest
 
-demo: setup ## from a fresh clone to a trained, evaluated, tracked model
+demo: setup ## fresh clone -> trained, tracked model served by local staging and production
 	@test -d data/raw || $(MAKE) --no-print-directory data
 	dvc repro
+	mlops serve up
+	mlops deploy staging
+	mlops promote production
+	@echo
+	@mlops status
 	@echo
 	@echo "Done. Where to look:"
 	@echo "  metrics          dvc metrics show        (reports/metrics.json)"
 	@echo "  plots            dvc plots show           -> dvc_plots/index.html; PNGs in reports/evaluate/"
 	@echo "  data validation  reports/validation.json"
 	@echo "  MLflow runs      $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db  -> http://127.0.0.1:5000"
+	@echo "  promotions       git tag -n99 -l 'model/production/*'"
+	@echo
+	@echo "Ask production (ready to paste):"
+	@mlops serve request production
+	@echo
+	@echo "Stop the servers with: make down"
+
+serve-up: setup ## start local TorchServe staging and production (127.0.0.1 only, tokens on)
+	mlops serve up
+
+down: setup ## stop the local TorchServe servers
+	mlops serve down
+
+deploy-staging: setup ## deploy models/*.mar to staging: register, READY, checks, set-default
+	mlops deploy staging
+
+promote-production: setup ## promote what passed staging to production; adds a model/production/<n> tag
+	mlops promote production
+
+rollback-production: setup ## make production's previous version the default again; adds a tag
+	mlops rollback production
+
+status: setup ## what each environment serves
+	mlops status
+
+bench: setup ## serving benchmark against production (after make demo): writes reports/bench.json
+	mlops bench production
 
 bench-pipeline: setup ## time validate on 1M rows, train, evaluate, a no-op dvc repro (after make demo)
 	python benchmarks/pipeline.py
 
-clean: ## remove pipeline outputs, MLflow's local store and tool caches (keeps .venv and data/raw)
-	rm -rf data/split models/pipeline.joblib mlflow.db mlartifacts mlruns dvc_plots
+clean: ## stop servers; remove pipeline outputs, MLflow's store, .serve and caches (keeps .venv, data/raw)
+	-test -x $(BIN)/mlops && mlops serve down
+	rm -rf data/split models/pipeline.joblib models/*.mar mlflow.db mlartifacts mlruns dvc_plots .serve
 	rm -rf .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

@@ -265,15 +265,19 @@ def _mirror_alias(ctx: Site, env: str, entry: records.Deployment) -> None:
         ctx.progress(f"MLflow: no run here logged this model; alias '{env}' not moved")
 
 
-def release(ctx: Context, env: str, action: str) -> records.Deployment:
-    """Register the archive as a new version, check it, and make it the default, or roll it back."""
+def release(ctx: Context, env: str, action: str) -> records.Deployment | None:
+    """Register the archive as a new version, check it, and make it the default, or roll it back.
+
+    None when the environment already serves this version (nothing to do).
+    """
     endpoint = ctx.endpoint(env)
     client = Client(endpoint)
     started = time.perf_counter()
     versions = {v["version"]: v for v in client.versions(ctx.name)}
     previous = client.default_version(ctx.name)
     if previous == ctx.version:
-        raise UserError(f"{env} already serves {ctx.name} {ctx.version}; nothing to do")
+        ctx.progress(f"{env} already serves {ctx.name} {ctx.version}; nothing to do")
+        return None
     registered_here = ctx.version not in versions
     if registered_here:
         url = install_archive(endpoint, ctx.archive, ctx.name, ctx.version)
@@ -313,11 +317,11 @@ def _retire(ctx: Context, client: Client, keep: set[str]) -> None:
             ctx.progress(f"retired {ctx.name} {v['version']}")
 
 
-def deploy_staging(ctx: Context) -> records.Deployment:
+def deploy_staging(ctx: Context) -> records.Deployment | None:
     return release(ctx, "staging", "deploy")
 
 
-def promote_production(ctx: Context, force: bool = False) -> records.Deployment:
+def promote_production(ctx: Context, force: bool = False) -> records.Deployment | None:
     """Promote the archive that passed staging; tag the promotion in git."""
     if not ctx.ledger("staging").passed(ctx.package["sha256"]):
         raise UserError(
@@ -337,6 +341,8 @@ def promote_production(ctx: Context, force: bool = False) -> records.Deployment:
                 "an older model would replace a newer one. Use --force to do it anyway."
             )
     entry = release(ctx, "production", "promote")
+    if entry is None:
+        return None
     tag = records.add_production_tag(ctx.root, f"promote {ctx.name} {ctx.version} to production", entry.to_dict())
     ctx.progress(f"git: tagged {tag}")
     return entry

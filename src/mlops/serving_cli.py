@@ -14,7 +14,7 @@ from mlops.contract import load_contract
 from mlops.deploy import Context, Site
 from mlops.errors import UserError
 from mlops.progress import Progress
-from mlops.torchserve import ENVIRONMENTS, local_server
+from mlops.torchserve import ENVIRONMENTS, LocalServer, local_server
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -47,8 +47,10 @@ def _context(args: argparse.Namespace, stage: str) -> Context:
 
 def serve_main(argv: Sequence[str] | None) -> int:
     p = _parser("serve", "start, stop or show the local TorchServe environments")
-    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("action", choices=["up", "down", "status", "request"], help="request: print a ready-to-paste curl")
     p.add_argument("env", nargs="?", choices=ENVIRONMENTS, help="one environment (default: both)")
+    p.add_argument("--contract", type=Path, default=Path("data/contract.yaml"))
+    p.add_argument("--holdout", type=Path, default=Path("data/split/holdout.parquet"))
     args = p.parse_args(argv)
     progress = Progress("serve")
     for env in [args.env] if args.env else list(ENVIRONMENTS):
@@ -59,10 +61,29 @@ def serve_main(argv: Sequence[str] | None) -> int:
             progress(f"{env}: tokens in {server.home / 'key_file.json'}")
         elif args.action == "down":
             progress(f"{env}: {'stopped' if server.down() else 'was not running'}")
+        elif args.action == "request":
+            print(_curl(server, load_params(args.params).serve.model_name, args.contract, args.holdout))
         else:
             state = f"up (pid {server.pid()})" if server.pid() else "down"
             progress(f"{env}: {state}, inference {server.props['inference_address']}")
     return 0
+
+
+def _curl(server: LocalServer, name: str, contract: Path, holdout: Path) -> str:
+    """A request a person can paste: the first holdout row, with this environment's token."""
+    from mlops.datasets import read_table
+    from mlops.inference import records
+
+    endpoint = server.endpoint()
+    if not endpoint.inference_token:
+        raise UserError(f"{server.name} is not running (`mlops serve up {server.name}`)")
+    c = load_contract(contract)
+    row = records(read_table(holdout).head(1), [c.id, *c.features] if c.id else c.features)[0]
+    return (
+        f"curl -s {endpoint.inference_url}/predictions/{name} \\\n"
+        f"  -H 'Authorization: Bearer {endpoint.inference_token}' -H 'Content-Type: application/json' \\\n"
+        f"  -d '{json.dumps(row)}'"
+    )
 
 
 def deploy_main(argv: Sequence[str] | None) -> int:
