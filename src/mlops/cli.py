@@ -62,10 +62,10 @@ def _data(argv: Sequence[str] | None) -> int:
 
 
 def _usage() -> str:
-    from mlops.serving_cli import COMMANDS as SERVING
+    from mlops.commands import COMMANDS as MORE
 
     summaries = {name: summary for name, (_, summary) in COMMANDS.items()}
-    summaries |= {name: summary for name, (_, summary) in SERVING.items()}
+    summaries |= {name: summary for name, (_, summary) in MORE.items()}
     width = max(map(len, summaries))
     lines = ["usage: mlops COMMAND [options]   (mlops COMMAND --help for each)", "", "commands:"]
     lines += [f"  {name:<{width}}  {summary}" for name, summary in summaries.items()]
@@ -78,10 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_usage())
         return 0 if args else 2
     name, rest = args[0], args[1:]
-    from mlops import serving_cli
+    from mlops import commands
 
-    if name in serving_cli.COMMANDS:
-        return serving_cli.main(name, rest)
+    if name in commands.COMMANDS:
+        return commands.main(name, rest)
     if name not in COMMANDS:
         print(f"error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2

@@ -80,10 +80,11 @@ class EvaluateParams(_Section):
 
 
 class GateParams(_Section):
-    """Absolute minimums (higher-is-better metrics) and maximums (lower-is-better)."""
+    """Absolute minimums and maximums, and how much worse than production a candidate may be."""
 
     minimum: dict[str, float]
     maximum: dict[str, float]
+    regression_budget: dict[str, float]
 
 
 class MlflowParams(_Section):

@@ -330,14 +330,13 @@ def promote_production(ctx: Context, force: bool = False) -> records.Deployment 
         )
     tags = records.production_tags(ctx.root)
     if tags and not force:
-        serving = tags[-1][2]
+        _, tag, serving = tags[-1]
+        serving_commit = records.tag_commit(ctx.root, tag)
         commit = ctx.package.get("git_commit", "unknown")
-        if not records.commit_exists(ctx.root, commit) or not records.descends_from(
-            ctx.root, serving["git_commit"], commit
-        ):
+        if not records.commit_exists(ctx.root, commit) or not records.descends_from(ctx.root, serving_commit, commit):
             raise UserError(
                 f"refusing to promote: the archive was built from {commit[:12]}, which does not descend from "
-                f"{serving['git_commit'][:12]} that production serves (version {serving['version']}); "
+                f"{serving_commit[:12]} that production serves ({tag}, version {serving['version']}); "
                 "an older model would replace a newer one. Use --force to do it anyway."
             )
     entry = release(ctx, "production", "promote")

@@ -75,7 +75,11 @@ def _git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProc
 
 
 def production_tags(root: Path) -> list[tuple[int, str, dict[str, Any]]]:
-    """(n, tag, record) for every production tag, oldest first."""
+    """(n, tag, record) for every production tag, oldest first.
+
+    A tag points at the commit checked out when production changed (main, in CD): its
+    dvc.lock names the model production serves, so `dvc.api.open(..., rev=tag)` fetches it.
+    """
     out = _git(root, "tag", "-l", f"{PRODUCTION_TAG}*", "--format=%(refname:short)%00%(contents)%00", check=False)
     tags = []
     for chunk in out.stdout.split("\0\n"):
@@ -92,15 +96,16 @@ def production_tags(root: Path) -> list[tuple[int, str, dict[str, Any]]]:
 
 
 def add_production_tag(root: Path, summary: str, record: dict[str, Any]) -> str:
-    """Tag the commit the archive was built from (HEAD if that commit is not here)."""
+    """Tag HEAD (the deployed checkout) with the record; the archive's own commit is in the record."""
     existing = production_tags(root)
     name = f"{PRODUCTION_TAG}{existing[-1][0] + 1 if existing else 1}"
-    target = record.get("git_commit") or "HEAD"
-    if not commit_exists(root, target):
-        target = "HEAD"
     message = f"{summary}\n\n{json.dumps(record, indent=2, sort_keys=True)}\n"
-    _git(root, "tag", "-a", name, "-m", message, target)
+    _git(root, "tag", "-a", name, "-m", message, "HEAD")
     return name
+
+
+def tag_commit(root: Path, tag: str) -> str:
+    return _git(root, "rev-list", "-n", "1", tag).stdout.strip()
 
 
 def commit_exists(root: Path, commit: str) -> bool:

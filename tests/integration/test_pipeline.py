@@ -114,7 +114,7 @@ def test_changing_a_train_param_reruns_only_train_and_what_follows(project_copy)
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     before = (project_copy / "reports/metrics.json").read_text()
     proc = repro(project_copy)
-    assert stages_run(proc) == ["train", "evaluate"]
+    assert stages_run(proc) == ["train", "evaluate", "package"]
     assert (project_copy / "reports/metrics.json").read_text() != before
 
 
@@ -123,7 +123,7 @@ def test_changing_a_split_param_reruns_split_and_after(project_copy):
     params = yaml.safe_load(params_path.read_text())
     params["split"]["holdout_periods"] = 1
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
-    assert stages_run(repro(project_copy)) == ["split", "train", "evaluate"]
+    assert stages_run(repro(project_copy)) == ["split", "train", "evaluate", "package"]
 
 
 def test_invalid_data_stops_the_pipeline_and_keeps_earlier_outputs(project_copy):

@@ -1,4 +1,4 @@
-"""`mlops serve|deploy|promote|rollback|status|bench`: thin adapters over mlops.deploy."""
+"""`mlops serve|deploy|promote|rollback|status|bench|pr|report`: thin adapters over the library."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mlops.config import load_params
 from mlops.contract import load_contract
@@ -177,6 +178,47 @@ def bench_main(argv: Sequence[str] | None) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace, repro_result: Any) -> int:
+    from mlops import report
+
+    params = load_params(args.params)
+    built = report.build(
+        args.root, args.base, load_contract(args.contract), params.gates, args.out.parent, repro_result
+    )
+    args.out.write_text(built.render())
+    kb = sum(p.stat().st_size for p in args.out.parent.iterdir() if p.is_file()) / 1024
+    print(f"report: {args.out} ({kb:.0f} KB with its pictures)")
+    if built.failures:
+        print(f"gate failed: {'; '.join(built.failures)}", file=sys.stderr)
+        return 1
+    print("gate passed")
+    return 0
+
+
+def _pr_parser(name: str, description: str) -> argparse.ArgumentParser:
+    p = _parser(name, description)
+    p.add_argument("--base", default="main", help="git revision to compare with (default: %(default)s)")
+    p.add_argument("--contract", type=Path, default=Path("data/contract.yaml"))
+    p.add_argument("--out", type=Path, default=Path("reports/pr/pr-report.md"), help="(default: %(default)s)")
+    return p
+
+
+def report_main(argv: Sequence[str] | None) -> int:
+    args = _pr_parser(
+        "report", "write the PR report against --base and production; exit 1 if the gate fails"
+    ).parse_args(argv)
+    return _report(args, None)
+
+
+def pr_main(argv: Sequence[str] | None) -> int:
+    args = _pr_parser("pr", "what the PR workflow runs: dvc repro, the report, the gate").parse_args(argv)
+    from mlops import report
+
+    result = report.repro(args.root)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    return _report(args, result)
+
+
 COMMANDS = {
     "serve": (serve_main, "start/stop/show local TorchServe environments (up|down|status [ENV])"),
     "deploy": (deploy_main, "deploy the model archive to staging, with checks"),
@@ -184,6 +226,8 @@ COMMANDS = {
     "rollback": (rollback_main, "make the previous version the default again"),
     "status": (status_main, "what each environment serves"),
     "bench": (bench_main, "serving benchmark against an environment"),
+    "pr": (pr_main, "what the PR workflow runs: dvc repro, report vs base and production, gate"),
+    "report": (report_main, "the PR report and gate only (no dvc repro)"),
 }
 
 
