@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
-BIN := $(CURDIR)/$(VENV)/bin
+BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
 # dvc.yaml runs `python -m mlops.stages.*`: make that the environment's python
 export PATH := $(BIN):$(PATH)

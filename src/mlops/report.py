@@ -233,8 +233,13 @@ class Report:
             out.append("No params changed.")
         out.append(f"\n### Metrics vs `{self.base}`\n")
         if self.metrics:
-            out += ["| metric | base | this branch | Δ |", "|---|---:|---:|---:|"]
-            out += [f"| {n} | {_fmt(o)} | {_fmt(v)} | {_fmt(d)} |" for n, o, v, d in self.metrics]
+            head = ["| metric | base | this branch | Δ |", "|---|---:|---:|---:|"]
+            main = [r for r in self.metrics if not r[0].startswith(("baseline.", "train."))]
+            rest = [r for r in self.metrics if r not in main]
+            out += head + [f"| {n} | {_fmt(o)} | {_fmt(v)} | {_fmt(d)} |" for n, o, v, d in main]
+            if rest:
+                body = "\n".join(head + [f"| {n} | {_fmt(o)} | {_fmt(v)} | {_fmt(d)} |" for n, o, v, d in rest])
+                out.append("\n" + _details("Baseline and training metrics", body))
         else:
             out.append("No metrics to compare (the pipeline did not finish, or base has none).")
         out.append("\n### This branch vs production (same holdout)\n")
