@@ -19,7 +19,8 @@ export MLFLOW_DISABLE_TELEMETRY := true
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
 
-setup: $(STAMP) ## create .venv and install requirements.txt (fast when nothing changed)
+# SKIP_SETUP=1 uses the environment as it is (the tests run make targets in temporary clones)
+setup: $(if $(SKIP_SETUP),,$(STAMP)) ## create .venv and install requirements.txt (fast when nothing changed)
 
 $(STAMP): requirements.txt pyproject.toml package-lock.json
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mlops.stages.train", "train the pipeline, log it to MLflow"),
     "evaluate": ("mlops.stages.evaluate", "score the model on the holdout; metrics and plots"),
     "package": ("mlops.stages.package", "build the TorchServe model archive (.mar)"),
+    "ingest": ("mlops.cli", "validate landed batches; add valid ones to data/raw, quarantine the rest"),
 }
 
 
@@ -42,6 +43,12 @@ def _data(argv: Sequence[str] | None) -> int:
         metavar="KIND[:COLUMN]",
         help=f"break the newest batch on purpose; KIND is one of: {', '.join(example_data.FAULTS)}",
     )
+    p.add_argument(
+        "--next",
+        action="store_true",
+        help="land only the period after the newest one in data/raw (and --landing), into --landing",
+    )
+    p.add_argument("--landing", type=Path, default=Path("data/landing"), help="with --next (default: %(default)s)")
     args = p.parse_args(argv)
     params = load_params(args.params).data
     overrides = {
@@ -54,10 +61,36 @@ def _data(argv: Sequence[str] | None) -> int:
     }
     params = params.model_validate(params.model_dump() | {k: v for k, v in overrides.items() if v is not None})
     progress = Progress("data")
+    if args.next:
+        index = example_data.next_period(params.start, [args.out, args.landing])
+        paths = example_data.generate(params, args.landing, range(index, index + 1), tuple(args.fault), progress)
+        progress(f"landed period {index + 1} in {args.landing}; `mlops ingest` takes it from there")
+        return 0
     for stale in args.out.glob("*.csv") if args.out.is_dir() else []:
         stale.unlink()
     paths = example_data.generate(params, args.out, faults=tuple(args.fault), progress=progress)
     progress(f"{len(paths)} batches of the {params.task} example under {args.out}")
+    return 0
+
+
+def _ingest(argv: Sequence[str] | None) -> int:
+    from mlops.contract import load_contract
+    from mlops.ingest import ingest
+    from mlops.progress import Progress
+
+    p = argparse.ArgumentParser(prog="mlops ingest", description=COMMANDS["ingest"][1])
+    p.add_argument("--landing", default="data/landing", help="a folder or fsspec URL, e.g. s3://bucket/landing")
+    p.add_argument("--raw", type=Path, default=Path("data/raw"))
+    p.add_argument("--quarantine", type=Path, default=Path("data/quarantine"))
+    p.add_argument("--contract", type=Path, default=Path("data/contract.yaml"))
+    p.add_argument("--no-dvc", action="store_true", help="do not `dvc add` data/raw afterwards")
+    args = p.parse_args(argv)
+    progress = Progress("ingest")
+    result = ingest(args.landing, args.raw, args.quarantine, load_contract(args.contract), progress, not args.no_dvc)
+    progress(
+        f"{len(result.added)} added, {len(result.quarantined)} quarantined in {args.quarantine}, "
+        f"{len(result.duplicates)} already present"
+    )
     return 0
 
 
@@ -87,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if name == "data":
         return run(_data, rest)
+    if name == "ingest":
+        return run(_ingest, rest)
     stage: Callable[[Sequence[str] | None], int] = importlib.import_module(COMMANDS[name][0]).main
     return stage(rest)
 

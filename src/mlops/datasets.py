@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import IO
 
 import pandas as pd
 
@@ -20,8 +21,9 @@ def list_batches(raw_dir: Path) -> list[Path]:
     return batches
 
 
-def read_batch(path: Path, contract: Contract) -> pd.DataFrame:
-    """One batch; text columns stay text, numeric columns are inferred so a wrong type shows."""
+def read_batch(path: Path | IO[bytes], contract: Contract, label: str | None = None) -> pd.DataFrame:
+    """One batch (a path or an open file); text columns stay text, numbers are inferred so a wrong type shows."""
+    label = label or str(path)
     text = {
         name: object
         for name, col in contract.columns.items()
@@ -32,7 +34,7 @@ def read_batch(path: Path, contract: Contract) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         return pd.DataFrame(columns=list(contract.columns))
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not a readable CSV file: {e}") from None
+        raise UserError(f"{label}: not a readable CSV file: {e}") from None
 
 
 def read_raw(raw_dir: Path, contract: Contract) -> pd.DataFrame:

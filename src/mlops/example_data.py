@@ -196,6 +196,20 @@ def apply_fault(frame: pd.DataFrame, spec: str, task: str, seed: int = 0) -> pd.
     return breaker(frame.copy(), column, np.random.default_rng([seed, 99]))
 
 
+def next_period(start: str, folders: list[Path]) -> int:
+    """The index of the period after the newest ``YYYY-MM.csv`` in any of ``folders``."""
+    y0, m0 = (int(x) for x in start.split("-"))
+    newest = -1
+    for folder in folders:
+        for path in folder.glob("*.csv") if folder.is_dir() else []:
+            try:
+                y, m = (int(x) for x in path.stem.split("-"))
+            except ValueError:
+                continue
+            newest = max(newest, (y - y0) * 12 + (m - m0))
+    return newest + 1
+
+
 def write_batch(frame: pd.DataFrame, path: Path) -> None:
     """Write one batch as CSV with a fixed float format, so bytes are reproducible."""
     path.parent.mkdir(parents=True, exist_ok=True)
