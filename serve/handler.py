@@ -10,7 +10,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import json
+
 from mlops.inference import Policy, Predictor, RequestError
+from mlops.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -18,16 +21,22 @@ log = logging.getLogger(__name__)
 class ModelHandler:
     def __init__(self) -> None:
         self.predictor: Predictor | None = None
+        self.telemetry: Telemetry | None = None
 
     def initialize(self, context: Any) -> None:
         model_dir = Path(context.system_properties["model_dir"])
         settings = (context.model_yaml_config or {}).get("mlops", {})
         version = context.manifest["model"]["modelVersion"]
         self.predictor = Predictor.load(model_dir, version, Policy(**settings.get("policy", {})))
+        telemetry = model_dir / "telemetry.json"
+        edges = json.loads(telemetry.read_text()).get("score_edges") if telemetry.exists() else None
+        contract = self.predictor.contract
+        name = context.manifest["model"]["modelName"]
+        self.telemetry = Telemetry(name, contract.features, contract.task, version, edges or None)
         log.info("loaded model version %s from %s", version, model_dir)
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
-        assert self.predictor is not None, "initialize() was not called"
+        assert self.predictor is not None and self.telemetry is not None, "initialize() was not called"
         results: list[Any] = [None] * len(data)
         rows: list[dict[str, Any]] = []
         spans: list[tuple[int, int, int]] = []  # request index, first row, row count
@@ -54,4 +63,6 @@ class ModelHandler:
                 return results
             for i, start, count in spans:
                 results[i] = self.predictor.respond(predictions[start : start + count])
+            request_ids = [str(context.get_request_id(i)) for i, start, count in spans for _ in range(count)]
+            self.telemetry.record(getattr(context, "metrics", None), rows, predictions, request_ids)
         return results

@@ -15,7 +15,7 @@ from mlops.contract import load_contract
 from mlops.deploy import Context, Site
 from mlops.errors import UserError
 from mlops.progress import Progress
-from mlops.torchserve import ENVIRONMENTS, LocalServer, local_server
+from mlops.torchserve import ENVIRONMENTS, LocalServer, local_server, resolve
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -48,7 +48,14 @@ def _context(args: argparse.Namespace, stage: str) -> Context:
 
 def serve_main(argv: Sequence[str] | None) -> int:
     p = _parser("serve", "start, stop or show the local TorchServe environments")
-    p.add_argument("action", choices=["up", "down", "status", "request"], help="request: print a ready-to-paste curl")
+    p.add_argument(
+        "action",
+        choices=["up", "down", "status", "request", "replay"],
+        help="request: print a ready-to-paste curl; replay: send --batch rows as traffic",
+    )
+    p.add_argument("--batch", type=Path, action="append", default=[], help="replay: CSV batch(es) to send")
+    p.add_argument("--rows-per-request", type=int, default=20)
+    p.add_argument("--labels-to", type=Path, help="replay: also write the batch's ground truth here (late labels)")
     p.add_argument("env", nargs="?", choices=ENVIRONMENTS, help="one environment (default: both)")
     p.add_argument("--contract", type=Path, default=Path("data/contract.yaml"))
     p.add_argument("--holdout", type=Path, default=Path("data/split/holdout.parquet"))
@@ -62,6 +69,8 @@ def serve_main(argv: Sequence[str] | None) -> int:
             progress(f"{env}: tokens in {server.home / 'key_file.json'}")
         elif args.action == "down":
             progress(f"{env}: {'stopped' if server.down() else 'was not running'}")
+        elif args.action == "replay":
+            _replay(server, args, progress)
         elif args.action == "request":
             print(_curl(server, load_params(args.params).serve.model_name, args.contract, args.holdout))
         else:
@@ -85,6 +94,28 @@ def _curl(server: LocalServer, name: str, contract: Path, holdout: Path) -> str:
         f"  -H 'Authorization: Bearer {endpoint.inference_token}' -H 'Content-Type: application/json' \\\n"
         f"  -d '{json.dumps(row)}'"
     )
+
+
+def _replay(server: LocalServer, args: argparse.Namespace, progress: Progress) -> None:
+    """Send batches through an environment as clients would; optionally land their labels."""
+    from mlops.datasets import read_batch
+    from mlops.inference import records
+    from mlops.torchserve import Client
+
+    contract = load_contract(args.contract)
+    name = load_params(args.params).serve.model_name
+    client = Client(server.endpoint())
+    for path in args.batch:
+        frame = read_batch(path, contract)
+        rows = records(frame, [c for c in [contract.id, *contract.features] if c])
+        failed = 0
+        for start in range(0, len(rows), args.rows_per_request):
+            status, _ = client.predict(name, rows[start : start + args.rows_per_request])
+            failed += status != 200
+        progress(f"{server.name}: replayed {len(rows):,} rows of {path.name} ({failed} failed requests)")
+        if args.labels_to and contract.id:
+            args.labels_to.mkdir(parents=True, exist_ok=True)
+            frame[[contract.id, contract.target]].to_csv(args.labels_to / path.name, index=False)
 
 
 def deploy_main(argv: Sequence[str] | None) -> int:
@@ -219,6 +250,75 @@ def pr_main(argv: Sequence[str] | None) -> int:
     return _report(args, result)
 
 
+def monitor_main(argv: Sequence[str] | None) -> int:
+    p = _parser(
+        "monitor", "latency, errors, predictions, missing values, drift and late-label metrics of an environment"
+    )
+    p.add_argument("env", choices=ENVIRONMENTS)
+    p.add_argument("--contract", type=Path, default=Path("data/contract.yaml"))
+    p.add_argument("--log-dir", type=Path, help="prediction log directory (default: the local server's)")
+    p.add_argument("--labels", type=Path, default=Path("data/labels"), help="late ground truth: CSVs of id + target")
+    p.add_argument("--reference", type=Path, help="training reference (default: production's, via DVC at its tag)")
+    p.add_argument("--lookback-hours", type=float, help="override monitor.lookback_hours")
+    p.add_argument("--out", type=Path, default=Path("reports/monitor.md"))
+    args = p.parse_args(argv)
+    from mlops import monitor as mon
+
+    site = _site(args, "monitor")
+    params = site.params
+    if args.lookback_hours:
+        params = params.model_copy(
+            update={"monitor": params.monitor.model_copy(update={"lookback_hours": args.lookback_hours})}
+        )
+    contract = load_contract(args.contract)
+    endpoint = resolve(args.env, args.serve_dir, args.runtime_dir)
+    local = endpoint.local
+    log_dir = args.log_dir or (local.home / "predictions" if local else None)
+    if log_dir is None:
+        raise UserError(f"remote {args.env}: pass --log-dir with the server's prediction log")
+    reference, offline = _reference(args, site)
+    result = mon.monitor(
+        args.env, contract, params.monitor, params.gates, log_dir, reference, offline,
+        metrics_url=endpoint.metrics_url, server_logs=local.logs if local else None, labels_dir=args.labels,
+    )  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(mon.render(result, args.out.with_suffix(""), params.monitor.psi_threshold))
+    args.out.with_suffix(".json").write_text(json.dumps(result.to_dict(), indent=2, default=float) + "\n")
+    site.progress(f"{result.rows:,} logged predictions in {result.seconds:.1f}s -> {args.out}")
+    if result.breaches:
+        for b in result.breaches:
+            print(f"BREACH {b}", file=sys.stderr)
+        print(f"error: {len(result.breaches)} threshold(s) breached in {args.env}", file=sys.stderr)
+        return 1
+    site.progress("no threshold breached")
+    return 0
+
+
+def _reference(args: argparse.Namespace, site: Site) -> tuple[Any, dict[str, float]]:
+    """The training reference and offline metrics of the model production serves."""
+    import io
+
+    import pandas as pd
+
+    from mlops import records
+    from mlops.artifacts import read_json
+    from mlops.datasets import read_table
+
+    if args.reference:
+        return read_table(args.reference), read_json(Path("reports/metrics.json"))
+    tags = records.production_tags(site.root)
+    if tags:
+        _, tag, record = tags[-1]
+        import dvc.api
+
+        try:
+            with dvc.api.open("models/reference.parquet", repo=str(site.root), rev=tag, mode="rb") as f:
+                return pd.read_parquet(io.BytesIO(f.read())), record.get("metrics", {})
+        except Exception as e:  # DVC raises many kinds; say which and fall back
+            site.progress(f"production's reference not available at {tag} ({e}); using models/reference.parquet")
+    return read_table(site.root / "models" / "reference.parquet"), read_json(site.root / "reports" / "metrics.json")
+
+
 COMMANDS = {
     "serve": (serve_main, "start/stop/show local TorchServe environments (up|down|status [ENV])"),
     "deploy": (deploy_main, "deploy the model archive to staging, with checks"),
@@ -228,6 +328,7 @@ COMMANDS = {
     "bench": (bench_main, "serving benchmark against an environment"),
     "pr": (pr_main, "what the PR workflow runs: dvc repro, report vs base and production, gate"),
     "report": (report_main, "the PR report and gate only (no dvc repro)"),
+    "monitor": (monitor_main, "monitor an environment; exit 1 on any breached threshold"),
 }
 
 

@@ -117,6 +117,18 @@ class DeployParams(_Section):
     latency: LatencyGate
 
 
+class MonitorParams(_Section):
+    lookback_hours: float = Field(gt=0)
+    window_minutes: float = Field(gt=0)
+    min_rows: int = Field(ge=1)
+    psi_threshold: float = Field(gt=0)
+    p_value: float = Field(gt=0, lt=1)
+    max_missing_increase: float = Field(ge=0, le=1)
+    max_error_rate: float = Field(ge=0, le=1)
+    max_p99_ms: float = Field(gt=0)
+    max_metric_drop: float = Field(ge=0)
+
+
 class Params(_Section):
     data: DataParams
     split: SplitParams
@@ -126,6 +138,7 @@ class Params(_Section):
     mlflow: MlflowParams
     serve: ServeParams
     deploy: DeployParams
+    monitor: MonitorParams
 
     def digest(self) -> str:
         """A stable hash of the validated params (a lineage tag)."""

@@ -72,3 +72,23 @@ def predicted_vs_actual(table: pd.DataFrame, path: Path) -> None:
     b.axhline(0, linestyle="--", color="grey")
     b.set(xlabel="predicted", ylabel="residual", title="Residuals")
     _save(fig, path)
+
+
+def drift(table: pd.DataFrame, path: Path, threshold: float = 0.2) -> None:
+    top = table.sort_values("psi").tail(20)
+    fig, ax = plt.subplots(figsize=(5.5, 0.3 * len(top) + 1.2))
+    ax.barh(top["feature"], top["psi"], color=["tab:red" if v >= threshold else "tab:blue" for v in top["psi"]])
+    ax.axvline(threshold, linestyle="--", color="grey")
+    ax.set(xlabel="population stability index vs training", title="Drift per input")
+    _save(fig, path)
+
+
+def trend(windows: pd.DataFrame, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    x = pd.to_datetime(windows["start"], unit="s")
+    ax.plot(x, windows["mean"], marker=".", label="mean")
+    ax.fill_between(x, windows["p10"], windows["p90"], alpha=0.25, label="p10-p90")
+    ax.set(xlabel="window start (UTC)", ylabel="served score", title="Predictions over time")
+    ax.legend()
+    fig.autofmt_xdate()
+    _save(fig, path)

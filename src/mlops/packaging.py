@@ -8,6 +8,7 @@ contract and code always get the same version, and anything else gets another.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -65,7 +66,7 @@ def content_version(files: dict[str, bytes]) -> str:
 
 
 def build_archive(
-    pipeline: Path, contract: Path, handler: Path, params: ServeParams, out_dir: Path
+    pipeline: Path, contract: Path, handler: Path, params: ServeParams, out_dir: Path, edges: list[float] | None = None
 ) -> tuple[Path, str]:
     """Run torch-model-archiver; return the archive path and its content version."""
     for path in (pipeline, contract, handler):
@@ -77,6 +78,7 @@ def build_archive(
         "contract.yaml": contract.read_bytes(),
         "handler.py": handler.read_bytes(),
         "model-config.yaml": config_text.encode(),
+        "telemetry.json": json.dumps({"score_edges": edges or []}).encode(),
     }
     files.update({f"mlops/{p.relative_to(PACKAGE_DIR)}": p.read_bytes() for p in _package_files()})
     version = content_version(files)

@@ -73,6 +73,7 @@ class LocalServer:
         # one compute thread per worker: workers are the parallelism, and OpenMP threads
         # spinning against each other on a small machine cost seconds per request
         env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+        env["MLOPS_PREDICTION_LOG_DIR"] = str(self.home / "predictions")
         return env
 
     def pid(self) -> int | None:
@@ -103,6 +104,19 @@ class LocalServer:
             local=self,
         )
 
+    def _effective_config(self) -> Path:
+        """The committed config plus this machine's paths: worker sockets in the environment's
+        temp dir (two servers would otherwise share /tmp/.ts.sock.9000), the metrics config."""
+        lines = self.config.read_text().splitlines()
+        vmargs = f"{self.props.get('vmargs', '')} -Djava.io.tmpdir={self.tmp}".strip()
+        lines = [line for line in lines if not line.strip().startswith("vmargs=")] + [f"vmargs={vmargs}"]
+        metrics = self.config.with_name("metrics.yaml")
+        if metrics.exists() and "metrics_config" not in self.props:
+            lines.append(f"metrics_config={metrics}")
+        target = self.home / "config.properties"
+        target.write_text("\n".join(lines) + "\n")
+        return target
+
     def up(self, timeout: float = 60.0) -> Endpoint:
         """Start (if not running) and wait until the management API answers with the token."""
         for d in (self.store, self.logs, self.tmp):
@@ -110,7 +124,8 @@ class LocalServer:
         if self.pid() is None:
             (self.home / "key_file.json").unlink(missing_ok=True)
             torchserve = shutil.which("torchserve", path=self._env()["PATH"]) or "torchserve"
-            cmd = [torchserve, "--start", "--ncs", "--ts-config", str(self.config), "--model-store", str(self.store)]
+            config = self._effective_config()
+            cmd = [torchserve, "--start", "--ncs", "--ts-config", str(config), "--model-store", str(self.store)]
             with (self.logs / "launcher.log").open("ab") as out:
                 proc = subprocess.run(cmd, cwd=self.home, env=self._env(), stdout=out, stderr=subprocess.STDOUT)
             if proc.returncode != 0:

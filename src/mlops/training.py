@@ -80,6 +80,29 @@ def train(frame: pd.DataFrame, contract: Contract, params: TrainParams) -> Train
     return TrainingResult(pipeline, _loss_curve(pipeline, final), final, len(X))
 
 
+def reference(
+    pipeline: Pipeline, frame: pd.DataFrame, contract: Contract, rows: int = 5000, seed: int = 0
+) -> pd.DataFrame:
+    """A sample of the training inputs with the model's score: what monitoring compares serving with."""
+    sample = frame.sample(n=min(rows, len(frame)), random_state=seed) if len(frame) > rows else frame
+    X, _ = features_and_target(sample, contract)
+    out = X.reset_index(drop=True).copy()
+    if contract.task == "binary":
+        out["score"] = pipeline.predict_proba(X)[:, 1]
+    elif contract.task == "multiclass":
+        out["score"] = pipeline.predict(X).astype(str)
+    else:
+        out["score"] = pipeline.predict(X)
+    return out
+
+
+def score_edges(reference_frame: pd.DataFrame, task: str) -> list[float]:
+    """Bucket edges for the served score: probability deciles, or training-score deciles (regression)."""
+    if task == "regression":
+        return [float(v) for v in np.quantile(reference_frame["score"], np.linspace(0, 1, 11))]
+    return [round(i / 10, 1) for i in range(11)]
+
+
 def _training_loss(pipeline: Pipeline, X: pd.DataFrame, y: pd.Series, contract: Contract) -> float:
     if contract.is_classification:
         return float(log_loss(y, pipeline.predict_proba(X), labels=pipeline.classes_))

@@ -11,11 +11,11 @@ from mlops import figures, lineage
 from mlops.artifacts import save_pipeline, write_csv, write_json
 from mlops.config import load_params
 from mlops.contract import load_contract
-from mlops.datasets import read_table
+from mlops.datasets import read_table, write_table
 from mlops.features import features_and_target
 from mlops.progress import Progress
 from mlops.stages import parser, run
-from mlops.training import train
+from mlops.training import reference, train
 
 RUNTIME_PACKAGES = ("scikit-learn", "pandas", "numpy", "scipy", "cloudpickle")
 
@@ -26,6 +26,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=Path("models/pipeline.joblib"))
     p.add_argument("--curves", type=Path, default=Path("reports/train"), help="loss curve directory")
     p.add_argument("--metrics", type=Path, default=Path("reports/train_metrics.json"))
+    p.add_argument("--reference", type=Path, default=Path("models/reference.parquet"), help="monitoring reference")
     p.add_argument("--root", type=Path, default=Path(), help="repository root (lineage, MLflow default)")
     p.add_argument("--no-mlflow", action="store_true", help="skip MLflow logging")
     args = p.parse_args(argv)
@@ -39,6 +40,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         result = train(frame, contract, params.train)
         fit_seconds = time.perf_counter() - t0
     save_pipeline(result.pipeline, args.model)
+    write_table(reference(result.pipeline, frame, contract, seed=params.train.seed), args.reference)
     write_csv(result.loss_curve, args.curves / "loss.csv")
     figures.loss_curve(result.loss_curve, args.curves / "loss.png")
     summary = {

@@ -1,0 +1,96 @@
+"""Serving telemetry: custom TorchServe metrics and a prediction log, written by the handler.
+
+The prediction log is JSON lines, one per served row (request id, time, model version,
+entity id, inputs, outputs), per worker process, rotated by size. The monitor reads it and
+joins late ground-truth labels on the entity id.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import os
+import time
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+from typing import Any
+
+LOG_DIR_ENV = "MLOPS_PREDICTION_LOG_DIR"
+BUCKETS = [round(i / 10, 1) for i in range(11)]
+
+
+def score_of(result: dict[str, Any], task: str) -> float | str:
+    """The one number (or class) whose distribution the monitor follows."""
+    if task == "binary":
+        return float(list(result["probabilities"].values())[1])
+    if task == "multiclass":
+        return str(result["prediction"])
+    return float(result["prediction"])
+
+
+def bucket_of(score: float | str, edges: list[float]) -> str:
+    """A label for the score's bucket: the class itself, or the interval between edges."""
+    if isinstance(score, str):
+        return score
+    for lo, hi in itertools.pairwise(edges):
+        if score < hi:
+            return f"{lo:g}-{hi:g}"
+    return f">={edges[-1]:g}"
+
+
+class Telemetry:
+    """Counts rows, missing values per feature and prediction buckets; appends the prediction log."""
+
+    def __init__(self, name: str, features: list[str], task: str, version: str, edges: list[float] | None = None):
+        self.name, self.features, self.task, self.version = name, features, task, version
+        self.edges = edges or BUCKETS
+        self.log: logging.Logger | None = None
+        directory = os.environ.get(LOG_DIR_ENV)
+        if directory:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            self.log = logging.getLogger(f"mlops.predictions.{os.getpid()}")
+            self.log.propagate = False
+            self.log.setLevel(logging.INFO)
+            if not self.log.handlers:
+                handler = RotatingFileHandler(
+                    Path(directory) / f"predictions-{os.getpid()}.jsonl", maxBytes=64 << 20, backupCount=20
+                )
+                handler.setFormatter(logging.Formatter("%(message)s"))
+                self.log.addHandler(handler)
+
+    def record(
+        self, metrics: Any, rows: list[dict[str, Any]], results: list[dict[str, Any]], request_ids: list[str]
+    ) -> None:
+        missing: dict[str, int] = {}
+        buckets: dict[str, int] = {}
+        now = time.time()
+        for row, result, request_id in zip(rows, results, request_ids, strict=True):
+            for name in self.features:
+                value = row.get(name)
+                if value is None or (isinstance(value, float) and math.isnan(value)):
+                    missing[name] = missing.get(name, 0) + 1
+            label = bucket_of(score_of(result, self.task), self.edges)
+            buckets[label] = buckets.get(label, 0) + 1
+            if self.log is not None:
+                self.log.info(
+                    json.dumps(
+                        {
+                            "request_id": request_id,
+                            "time": now,
+                            "model_version": self.version,
+                            "id": result.get("id"),
+                            "inputs": row,
+                            "outputs": result,
+                        },
+                        default=str,
+                    )
+                )
+        if metrics is None:
+            return
+        metrics.get_metric("RowsServed").add_or_update(len(rows), dimension_values=[self.name, self.version])
+        for name, count in missing.items():
+            metrics.get_metric("MissingValues").add_or_update(count, dimension_values=[self.name, name])
+        for label, count in buckets.items():
+            metrics.get_metric("PredictionBucket").add_or_update(count, dimension_values=[self.name, label])
