@@ -14,7 +14,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: help setup data repro lint format test demo serve-up down deploy-staging promote-production \
 	rollback-production status bench bench-pipeline pr test-unit ci-data ci-push ci-artifact ci-deploy-staging \
-	ci-promote-production clean
+	ci-promote-production ingest monitor cycle ci-monitor ci-monitor-alert ci-retrain clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -102,6 +102,12 @@ bench: setup ## serving benchmark against production (after make demo): writes r
 bench-pipeline: setup ## time validate on 1M rows, train, evaluate, a no-op dvc repro (after make demo)
 	python benchmarks/pipeline.py
 
+ingest: setup ## validate batches landed in LANDING (default data/landing); add valid ones, quarantine the rest
+	mlops ingest --landing "$(or $(LANDING),data/landing)"
+
+monitor: setup ## monitor ENV (default production): latency, errors, predictions, drift, late labels
+	mlops monitor $(or $(ENV),production)
+
 # ---- CI steps (the workflows call these; each also runs locally) ----
 SUMMARY = $${GITHUB_STEP_SUMMARY:-/dev/null}
 
@@ -133,6 +139,25 @@ ci-promote-production: setup ## promote on the MLOPS_PRODUCTION_* server or, if 
 	fi
 	mlops promote production
 	git tag -n99 -l 'model/production/*' | tail -n 40 | tee -a $(SUMMARY)
+
+ci-monitor: setup ## monitor production from its shipped prediction log (PREDICTION_LOG_URL); exit 1 on a breach
+	@if [ -z "$$PREDICTION_LOG_URL" ]; then \
+	  echo "No prediction log configured (PREDICTION_LOG_URL): nothing to monitor." | tee -a $(SUMMARY); exit 0; \
+	fi; \
+	mlops monitor production --log-dir "$$PREDICTION_LOG_URL" $${LABELS_URL:+--labels "$$LABELS_URL"}; status=$$?; \
+	cat reports/monitor.md >> $(SUMMARY); exit $$status
+
+ci-monitor-alert: ## open or update the one monitoring issue with the report, and start retrain.yml (gh)
+	@number=$$(gh issue list --label monitoring --state open --json number --jq '.[0].number'); \
+	if [ -n "$$number" ]; then gh issue comment "$$number" --body-file reports/monitor.md; \
+	else gh label create monitoring --force >/dev/null 2>&1 || true; \
+	  gh issue create --title "Production monitoring: threshold breached" --label monitoring --body-file reports/monitor.md; fi
+	gh workflow run retrain.yml
+
+ci-retrain: setup ## ingest from LANDING, dvc repro, dvc push (retrain.yml then opens the pull request)
+	mlops ingest --landing "$$LANDING"
+	dvc repro
+	dvc push --run-cache
 
 clean: ## stop servers; remove pipeline outputs, MLflow's store, .serve and caches (keeps .venv, data/raw)
 	-test -x $(BIN)/mlops && mlops serve down

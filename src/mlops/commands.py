@@ -256,10 +256,11 @@ def monitor_main(argv: Sequence[str] | None) -> int:
     )
     p.add_argument("env", choices=ENVIRONMENTS)
     p.add_argument("--contract", type=Path, default=Path("data/contract.yaml"))
-    p.add_argument("--log-dir", type=Path, help="prediction log directory (default: the local server's)")
-    p.add_argument("--labels", type=Path, default=Path("data/labels"), help="late ground truth: CSVs of id + target")
+    p.add_argument("--log-dir", help="prediction log: a folder or fsspec URL (default: the local server's)")
+    p.add_argument("--labels", default="data/labels", help="late ground truth, CSVs of id + target: a folder or URL")
     p.add_argument("--reference", type=Path, help="training reference (default: production's, via DVC at its tag)")
     p.add_argument("--lookback-hours", type=float, help="override monitor.lookback_hours")
+    p.add_argument("--since", type=float, help="only predictions logged after this Unix time")
     p.add_argument("--out", type=Path, default=Path("reports/monitor.md"))
     args = p.parse_args(argv)
     from mlops import monitor as mon
@@ -280,6 +281,7 @@ def monitor_main(argv: Sequence[str] | None) -> int:
     result = mon.monitor(
         args.env, contract, params.monitor, params.gates, log_dir, reference, offline,
         metrics_url=endpoint.metrics_url, server_logs=local.logs if local else None, labels_dir=args.labels,
+        since=args.since,
     )  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(mon.render(result, args.out.with_suffix(""), params.monitor.psi_threshold))

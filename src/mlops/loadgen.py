@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -51,6 +52,11 @@ def start(
     return subprocess.Popen(
         cmd, cwd=workdir, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """End a background run early; locust still writes its statistics."""
+    proc.send_signal(signal.SIGINT)
 
 
 def finish(proc: subprocess.Popen[bytes], workdir: Path) -> LoadResult:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 import orjson
 import pandas as pd
@@ -30,11 +31,18 @@ EPS = 1e-4
 # ---- the prediction log -------------------------------------------------------------------------
 
 
-def read_log(directory: Path, since: float, until: float) -> pd.DataFrame:
+def _files(location: str | Path, pattern: str) -> tuple[Any, list[str]]:
+    """A folder or any fsspec URL (where a server ships its logs), and the files matching."""
+    fs, root = fsspec.core.url_to_fs(str(location))
+    return fs, sorted(fs.glob(f"{root.rstrip('/')}/{pattern}"))
+
+
+def read_log(location: str | Path, since: float, until: float) -> pd.DataFrame:
     """Logged rows in [since, until): inputs as columns, plus request_id, time, version, id, score columns."""
     records: list[dict[str, Any]] = []
-    for path in sorted(directory.glob("predictions-*.jsonl*")):
-        with path.open("rb") as f:
+    fs, paths = _files(location, "predictions-*.jsonl*")
+    for path in paths:
+        with fs.open(path, "rb") as f:
             for line in f:
                 r = orjson.loads(line)
                 if since <= r["time"] < until:
@@ -163,17 +171,18 @@ def monitor(
     contract: Contract,
     params: MonitorParams,
     gates: GateParams,
-    log_dir: Path,
+    log_dir: str | Path,
     reference: pd.DataFrame,
     offline_metrics: dict[str, float],
     metrics_url: str | None = None,
     server_logs: Path | None = None,
-    labels_dir: Path | None = None,
+    labels_dir: str | Path | None = None,
     now: float | None = None,
+    since: float | None = None,
 ) -> Monitoring:
     t0 = time.perf_counter()
     until = now or time.time()
-    since = until - params.lookback_hours * 3600
+    since = max(since or 0.0, until - params.lookback_hours * 3600)
     frame = read_log(log_dir, since, until)
     m = Monitoring(environment, len(frame))
 
@@ -262,17 +271,17 @@ def monitor(
 
 def _late_labels(
     frame: pd.DataFrame,
-    labels_dir: Path,
+    labels_dir: str | Path,
     contract: Contract,
     gates: GateParams,
     params: MonitorParams,
     offline: dict[str, float],
     breaches: list[str],
 ) -> dict[str, Any]:
-    files = sorted(labels_dir.glob("*.csv")) if labels_dir.is_dir() else []
+    fs, files = _files(labels_dir, "*.csv")
     if not files:
         return {}
-    labels = pd.concat([pd.read_csv(f, dtype={contract.id: str}) for f in files], ignore_index=True)
+    labels = pd.concat([pd.read_csv(fs.open(f), dtype={contract.id: str}) for f in files], ignore_index=True)
     labels = labels.drop_duplicates(contract.id, keep="last")
     joined = (
         frame.dropna(subset=["_id"])

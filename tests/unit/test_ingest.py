@@ -96,7 +96,9 @@ def test_any_fsspec_location_works(tmp_path, contract):
     local = land(tmp_path / "made", 12)
     fs = fsspec.filesystem("memory")
     fs.pipe(f"/landing-{id(tmp_path)}/{local.name}", local.read_bytes())
-    result = ingest(f"memory:///landing-{id(tmp_path)}", tmp_path / "raw", tmp_path / "q", contract, lambda _: None, False)
+    result = ingest(
+        f"memory:///landing-{id(tmp_path)}", tmp_path / "raw", tmp_path / "q", contract, lambda _: None, False
+    )
     assert result.added == [local.name]
     assert (tmp_path / "raw" / local.name).read_bytes() == local.read_bytes()
     assert not fs.exists(f"/landing-{id(tmp_path)}/{local.name}")
