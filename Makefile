@@ -105,6 +105,9 @@ bench-pipeline: setup ## time validate on 1M rows, train, evaluate, a no-op dvc 
 ingest: setup ## validate batches landed in LANDING (default data/landing); add valid ones, quarantine the rest
 	mlops ingest --landing "$(or $(LANDING),data/landing)"
 
+cycle: setup ## one continuous-training round locally (after make demo): drift, monitor, retrain, PR, deploy
+	mlops cycle
+
 monitor: setup ## monitor ENV (default production): latency, errors, predictions, drift, late labels
 	mlops monitor $(or $(ENV),production)
 

@@ -321,6 +321,18 @@ def _reference(args: argparse.Namespace, site: Site) -> tuple[Any, dict[str, flo
     return read_table(site.root / "models" / "reference.parquet"), read_json(site.root / "reports" / "metrics.json")
 
 
+def cycle_main(argv: Sequence[str] | None) -> int:
+    p = _parser("cycle", "play one continuous-training round locally (after make demo)")
+    p.add_argument("--periods", type=int, default=3, help="new periods that arrive (default: %(default)s)")
+    p.add_argument("--drift", type=float, default=1.5, help="their downturn size (default: %(default)s)")
+    args = p.parse_args(argv)
+    from mlops.cycle import play
+
+    result = play(args.root.resolve(), args.periods, args.drift, Progress("cycle"))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 COMMANDS = {
     "serve": (serve_main, "start/stop/show local TorchServe environments (up|down|status [ENV])"),
     "deploy": (deploy_main, "deploy the model archive to staging, with checks"),
@@ -331,6 +343,7 @@ COMMANDS = {
     "pr": (pr_main, "what the PR workflow runs: dvc repro, report vs base and production, gate"),
     "report": (report_main, "the PR report and gate only (no dvc repro)"),
     "monitor": (monitor_main, "monitor an environment; exit 1 on any breached threshold"),
+    "cycle": (cycle_main, "one continuous-training round, locally: drift, monitor, retrain PR, deploy"),
 }
 
 
