@@ -14,7 +14,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: help setup data repro lint format test demo serve-up down deploy-staging promote-production \
 	rollback-production status bench bench-pipeline pr test-unit ci-data ci-push ci-artifact ci-deploy-staging \
-	ci-promote-production ingest monitor cycle ci-monitor ci-monitor-alert ci-retrain clean
+	ci-promote-production ingest monitor cycle ci-monitor ci-monitor-alert ci-retrain bench-monitoring clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -161,6 +161,9 @@ ci-retrain: setup ## ingest from LANDING, dvc repro, dvc push (retrain.yml then 
 	mlops ingest --landing "$$LANDING"
 	dvc repro
 	dvc push --run-cache
+
+bench-monitoring: setup ## telemetry cost (staging, off vs on), monitor on 1M logged rows, drift sensitivity
+	python benchmarks/monitoring.py
 
 clean: ## stop servers; remove pipeline outputs, MLflow's store, .serve and caches (keeps .venv, data/raw)
 	-test -x $(BIN)/mlops && mlops serve down

@@ -108,6 +108,24 @@ def categorical_drift(reference: pd.Series, current: pd.Series) -> dict[str, Any
     }
 
 
+def drift_table(
+    frame: pd.DataFrame, score: pd.Series, reference: pd.DataFrame, contract: Contract, params: MonitorParams
+) -> dict[str, dict[str, Any]]:
+    """Per input and for the prediction: PSI, the test, and whether both say it drifted."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in [*contract.features, "prediction"]:
+        if name == "prediction":
+            ref_col, cur_col, numeric = reference["score"], score, contract.task != "multiclass"
+        elif name in reference and name in frame:
+            ref_col, cur_col, numeric = reference[name], frame[name], contract.columns[name].is_numeric
+        else:
+            continue
+        d = numeric_drift(ref_col, cur_col) if numeric else categorical_drift(ref_col, cur_col)
+        d["drifted"] = d["psi"] >= params.psi_threshold and d["p_value"] < params.p_value
+        out[name] = d
+    return out
+
+
 # ---- Prometheus ---------------------------------------------------------------------------------
 
 
@@ -244,24 +262,12 @@ def monitor(
             )
 
     if len(frame) >= params.min_rows:
-        for name in [*contract.features, "prediction"]:
-            ref_col, cur_col = (
-                (reference["score"], score) if name == "prediction" else (reference.get(name), frame.get(name))
-            )
-            if ref_col is None or cur_col is None:
-                continue
-            numeric = (name != "prediction" and contract.columns[name].is_numeric) or (
-                name == "prediction" and contract.task != "multiclass"
-            )
-            d = numeric_drift(ref_col, cur_col) if numeric else categorical_drift(ref_col, cur_col)
-            d["drifted"] = d["psi"] >= params.psi_threshold and d["p_value"] < params.p_value
-            m.drift[name] = d
-            if d["drifted"]:
-                m.breaches.append(
-                    f"drift in '{name}': PSI {d['psi']:.2f} >= {params.psi_threshold}, {d['test']} p={d['p_value']:.1e}"
-                )
-    else:
-        m.drift = {}
+        m.drift = drift_table(frame, score, reference, contract, params)
+        m.breaches += [
+            f"drift in '{name}': PSI {d['psi']:.2f} >= {params.psi_threshold}, {d['test']} p={d['p_value']:.1e}"
+            for name, d in m.drift.items()
+            if d["drifted"]
+        ]
 
     if labels_dir is not None and contract.id:
         m.labels = _late_labels(frame, labels_dir, contract, gates, params, offline_metrics, m.breaches)
