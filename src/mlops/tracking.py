@@ -153,12 +153,3 @@ def set_alias(
             return run.info.run_id, version
     return None
 
-
-def aliases(root: Path, registered_model: str) -> dict[str, str]:
-    """alias -> model version of a registered model (empty when it does not exist)."""
-    configure(root)
-    try:
-        model = MlflowClient().get_registered_model(registered_model)
-    except mlflow.exceptions.MlflowException:
-        return {}
-    return {k: str(v) for k, v in (model.aliases or {}).items()}
