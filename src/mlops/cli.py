@@ -12,7 +12,8 @@ from mlops.stages import run
 
 # name -> (module with main(argv), one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("mlops.cli", "write the example data set (loan batches) under data/raw"),
+    "data": ("mlops.cli", "write the example data set (loan batches) under data/raw; --next lands one period"),
+    "demo-data": ("mlops.cli", "another name for `data`"),
     "validate": ("mlops.stages.validate", "validate data/raw against the contract (Great Expectations)"),
     "split": ("mlops.stages.split", "split validated data into train and holdout"),
     "train": ("mlops.stages.train", "train the pipeline, log it to MLflow"),
@@ -118,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    if name == "data":
+    if name in ("data", "demo-data"):
         return run(_data, rest)
     if name == "ingest":
         return run(_ingest, rest)
