@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,15 @@ class Context(Site):
     def version(self) -> str:
         return str(self.package["version"])
 
+    @cached_property
+    def model(self) -> Any:
+        """The offline pipeline, loaded once for every check."""
+        return load_pipeline(self.pipeline)
+
+    @property
+    def classes(self) -> list[Any]:
+        return list(getattr(self.model, "classes_", []))
+
     @property
     def task_contract(self) -> Contract:
         assert self.contract is not None
@@ -140,13 +150,12 @@ def check_contract(ctx: Context, client: Client, frame: pd.DataFrame) -> Check:
 
 
 def _offline(ctx: Context, X: pd.DataFrame) -> np.ndarray:
-    pipeline = load_pipeline(ctx.pipeline)
-    return pipeline.predict_proba(X) if ctx.task_contract.is_classification else pipeline.predict(X)
+    return ctx.model.predict_proba(X) if ctx.task_contract.is_classification else ctx.model.predict(X)
 
 
-def _served_matrix(ctx: Context, served: list[dict[str, Any]], classes: list[Any]) -> np.ndarray:
+def _served_matrix(ctx: Context, served: list[dict[str, Any]]) -> np.ndarray:
     if ctx.task_contract.is_classification:
-        return np.array([[p["probabilities"][str(c)] for c in classes] for p in served])
+        return np.array([[p["probabilities"][str(c)] for c in ctx.classes] for p in served])
     return np.array([p["prediction"] for p in served])
 
 
@@ -154,9 +163,7 @@ def check_parity(ctx: Context, client: Client, frame: pd.DataFrame) -> Check:
     sample = frame.head(ctx.params.deploy.parity_rows)
     X, _ = features_and_target(sample, ctx.task_contract)
     served = _served_table(client, ctx.name, ctx.version, to_records(sample, ctx.task_contract.features), 100)
-    pipeline = load_pipeline(ctx.pipeline)
-    classes = list(getattr(pipeline, "classes_", []))
-    offline, online = _offline(ctx, X), _served_matrix(ctx, served, classes)
+    offline, online = _offline(ctx, X), _served_matrix(ctx, served)
     mismatched = int((offline != online).reshape(len(sample), -1).any(axis=1).sum())
     return Check(
         "parity",
@@ -171,10 +178,9 @@ def check_quality(ctx: Context, client: Client, frame: pd.DataFrame) -> Check:
     sample = frame.head(n)
     _, y = features_and_target(sample, ctx.task_contract)
     served = _served_table(client, ctx.name, ctx.version, to_records(sample, ctx.task_contract.features), 500)
-    classes = list(getattr(load_pipeline(ctx.pipeline), "classes_", []))
-    online = _served_matrix(ctx, served, classes)
+    online = _served_matrix(ctx, served)
     if ctx.task_contract.is_classification:
-        metrics = classification_metrics(y, online, classes, ctx.task_contract)
+        metrics = classification_metrics(y, online, ctx.classes, ctx.task_contract)
     else:
         metrics = regression_metrics(y, online)
     failures = gate_failures(metrics, ctx.params.gates.minimum, ctx.params.gates.maximum)

@@ -152,4 +152,3 @@ def set_alias(
                 client.set_model_version_tag(registered_model, version, key, value)
             return run.info.run_id, version
     return None
-
