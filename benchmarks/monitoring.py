@@ -18,16 +18,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlops import loadgen
-from mlops.artifacts import load_pipeline, read_json
-from mlops.config import DataParams, load_params
-from mlops.contract import load_contract
-from mlops.datasets import read_table
-from mlops.example_data import generate_period
-from mlops.inference import Predictor, records
-from mlops.monitor import drift_table, monitor
-from mlops.telemetry import Telemetry
-from mlops.torchserve import Client, install_archive, local_server
+from mlops.serving import loadgen
+from mlops.core.artifacts import load_pipeline, read_json
+from mlops.core.config import DataParams, load_params
+from mlops.core.contract import load_contract
+from mlops.pipeline.datasets import read_table
+from mlops.example.data import generate_period
+from mlops.serving.inference import Predictor, records
+from mlops.monitoring.monitor import drift_table, monitor
+from mlops.serving.telemetry import Telemetry
+from mlops.serving.torchserve import Client, install_archive, local_server
 
 ROOT = Path(__file__).resolve().parents[1]
 

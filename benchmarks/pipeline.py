@@ -14,10 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlops.config import DataParams, load_params
-from mlops.contract import load_contract
-from mlops.example_data import generate
-from mlops.validation import validate_dir
+from mlops.core.config import DataParams, load_params
+from mlops.core.contract import load_contract
+from mlops.example.data import generate
+from mlops.pipeline.validation import validate_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""TorchServe handler: a thin adapter over ``mlops.inference.Predictor``.
+"""TorchServe handler: a thin adapter over ``mlops.serving.inference.Predictor``.
 
 Only what differs from the library lives here: reading TorchServe's context, mapping
 request errors to HTTP 400 per request of a batch, and one model call per batch.
@@ -12,8 +12,8 @@ from typing import Any
 
 import json
 
-from mlops.inference import Policy, Predictor, RequestError
-from mlops.telemetry import Telemetry
+from mlops.serving.inference import Policy, Predictor, RequestError
+from mlops.serving.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class ModelHandler:
         edges = json.loads(telemetry.read_text()).get("score_edges") if telemetry.exists() else None
         contract = self.predictor.contract
         name = context.manifest["model"]["modelName"]
-        self.telemetry = Telemetry(name, contract.features, contract.task, version, edges or None)
+        self.telemetry = Telemetry(name, contract.features, self.predictor.task, version, edges or None)
         log.info("loaded model version %s from %s", version, model_dir)
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:

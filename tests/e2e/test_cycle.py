@@ -17,7 +17,7 @@ import subprocess
 import pytest
 
 from conftest import make_project, sh
-from integration.test_serving import write_env_configs
+from support.servers import write_env_configs
 
 pytestmark = pytest.mark.e2e
 

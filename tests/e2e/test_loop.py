@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, make_project, sh
-from integration.test_serving import write_env_configs
+from support.servers import write_env_configs
 
 pytestmark = pytest.mark.e2e
 

@@ -19,13 +19,11 @@ STAGES = ["validate", "split", "train", "evaluate"]
 
 
 def declared_outputs(project: Path) -> list[Path]:
-    spec = yaml.safe_load((project / "dvc.yaml").read_text())
-    paths = []
-    for stage in spec["stages"].values():
-        for kind in ("outs", "metrics", "plots"):
-            for item in stage.get(kind, []):
-                paths.append(project / (item if isinstance(item, str) else next(iter(item))))
-    return paths
+    """Every output dvc.yaml declares, as DVC resolves it (templated paths included)."""
+    from dvc.repo import Repo
+
+    with Repo(str(project)) as repo:
+        return [Path(out.fs_path) for stage in repo.index.stages for out in stage.outs]
 
 
 def test_full_repro_produces_every_declared_output(trained_project):
@@ -171,6 +169,19 @@ def test_bad_params_stop_a_stage_with_the_key_named(project_copy):
     params["train"]["random_forest"]["n_estimator"] = 10
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     proc = sh("mlops", "train", cwd=project_copy, check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "train.random_forest.n_estimator: unknown key" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_renaming_the_model_is_one_edit_in_params(project_copy):
+    params_path = project_copy / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    params["serve"]["model_name"] = "credit-risk"
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = repro(project_copy)
+    assert stages_run(proc) == ["package"]
+    package = json.loads((project_copy / "models/package.json").read_text())
+    assert (package["name"], package["archive"]) == ("credit-risk", "credit-risk.mar")
+    assert (project_copy / "models/credit-risk.mar").stat().st_size > 10_000
+    assert sh("dvc", "status", cwd=project_copy).stdout.strip().endswith("up to date.")

@@ -13,7 +13,6 @@ import shutil
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,96 +28,13 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from conftest import repro, sh
-from mlops import loadgen
-from mlops.config import load_params
-from mlops.contract import load_contract
-from mlops.inference import records
-from mlops.packaging import archive_info, build_archive
+from mlops.core.config import load_params
+from mlops.release.packaging import archive_info, build_archive
+from mlops.serving import loadgen
+from mlops.serving.torchserve import Client, install_archive, local_server
+from support.servers import Site, write_env_configs
 
 pytestmark = pytest.mark.integration
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-@dataclass
-class Site:
-    root: Path
-
-    def mlops(self, *args: str, check: bool = True):
-        return sh("mlops", *args, cwd=self.root, check=check)
-
-    def keys(self, env: str) -> dict[str, Any]:
-        return json.loads((self.root / ".serve" / env / "key_file.json").read_text())
-
-    def props(self, env: str) -> dict[str, str]:
-        from mlops.torchserve import read_properties
-
-        return read_properties(self.root / "serve" / f"{env}.properties")
-
-    def management(self, env: str, path: str) -> requests.Response:
-        token = self.keys(env)["management"]["key"]
-        return requests.get(self.props(env)["management_address"] + path, headers={"Authorization": f"Bearer {token}"})
-
-    def predict(self, env: str, body: Any, version: str | None = None) -> requests.Response:
-        token = self.keys(env)["inference"]["key"]
-        url = self.props(env)["inference_address"] + "/predictions/loan-default" + (f"/{version}" if version else "")
-        return requests.post(url, json=body, headers={"Authorization": f"Bearer {token}"})
-
-    def default_version(self, env: str) -> str:
-        return self.management(env, "/models/loan-default").json()[0]["modelVersion"]
-
-    def registered(self, env: str) -> set[str]:
-        return {m["modelVersion"] for m in self.management(env, "/models/loan-default/all").json()}
-
-    def status(self) -> dict[str, dict[str, Any]]:
-        return {row["environment"]: row for row in json.loads(self.mlops("status", "--json").stdout)}
-
-    def tags(self) -> list[str]:
-        out = sh("git", "tag", "-l", "model/production/*", cwd=self.root).stdout.split()
-        return sorted(out, key=lambda t: int(t.rsplit("/", 1)[1]))
-
-    def tag_record(self, tag: str) -> dict[str, Any]:
-        message = sh("git", "tag", "-l", "--format=%(contents)", tag, cwd=self.root).stdout
-        return json.loads(message[message.index("{") :])
-
-    def package(self) -> dict[str, Any]:
-        return json.loads((self.root / "models/package.json").read_text())
-
-    def holdout_rows(self, n: int) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-        frame = pd.read_parquet(self.root / "data/split/holdout.parquet").head(n)
-        features = load_contract(self.root / "data/contract.yaml").features
-        return frame, records(frame, features)
-
-
-def write_env_configs(project: Path, extra_allowed: str) -> None:
-    for env in ("staging", "production"):
-        path = project / "serve" / f"{env}.properties"
-        http, mgmt, metrics, grpc_i, grpc_m = free_ports(5)
-        text = path.read_text()
-        replacements = {
-            "inference_address": f"http://127.0.0.1:{http}",
-            "management_address": f"http://127.0.0.1:{mgmt}",
-            "metrics_address": f"http://127.0.0.1:{metrics}",
-            "grpc_inference_port": str(grpc_i),
-            "grpc_management_port": str(grpc_m),
-        }
-        lines = []
-        for line in text.splitlines():
-            key = line.split("=", 1)[0]
-            if key in replacements:
-                line = f"{key}={replacements[key]}"
-            elif key == "allowed_urls":
-                line = f"{line}|{extra_allowed}"
-            lines.append(line)
-        path.write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture(scope="session")
@@ -276,7 +192,7 @@ def test_a_broken_archive_is_rejected_by_staging_and_production_never_changes(
     assert site.default_version("staging") == first["version"]
     assert site.default_version("production") == first["version"]
     promote = site.mlops("promote", "production", *release_args(release), check=False)
-    assert promote.returncode == 1
+    assert promote.returncode == 2
     assert "has not passed staging" in promote.stderr
     assert site.default_version("production") == first["version"]
 
@@ -324,7 +240,7 @@ def test_an_older_model_is_refused_by_production_unless_forced(site, first):
     assert site.default_version("production") == newer
     older = release_args(first["dir"])
     refused = site.mlops("promote", "production", *older, check=False)
-    assert refused.returncode == 1
+    assert refused.returncode == 2
     assert "does not descend" in refused.stderr
     assert site.default_version("production") == newer
     site.mlops("promote", "production", *older, "--force")
@@ -352,7 +268,7 @@ def test_a_remote_environment_is_driven_by_urls_and_tokens(site, first, tmp_path
     assert site.default_version("staging") == version
     monkeypatch.delenv("MLOPS_STAGING_ARCHIVE_URL_PREFIX")
     missing = site.mlops("status", check=False)
-    assert missing.returncode == 1
+    assert missing.returncode == 2
     assert "MLOPS_STAGING_ARCHIVE_URL_PREFIX" in missing.stderr
 
 
@@ -440,7 +356,25 @@ def test_monitor_flags_an_accuracy_drop_on_late_labels(site, first, tmp_path):
     assert "roc_auc on 800 labelled predictions" in proc.stderr
 
 
-def test_serve_down_stops_every_process(site, first):
+@pytest.fixture
+def own_pair(trained_project: Path, tmp_path: Path) -> Iterator[Site]:
+    """A pair of servers of this test's own, each with the model registered (two workers)."""
+    root = tmp_path / "repo"
+    shutil.copytree(trained_project, root, symlinks=True)
+    write_env_configs(root, extra_allowed="file:///nowhere/.*")
+    own = Site(root)
+    own.mlops("serve", "up")
+    package = own.package()
+    for env in ("staging", "production"):
+        endpoint = local_server(env, root / "serve", root / ".serve").endpoint()
+        url = install_archive(endpoint, root / "models" / package["archive"], package["name"], package["version"])
+        Client(endpoint).register(url, 90)
+    yield own
+    own.mlops("serve", "down", check=False)
+
+
+def test_serve_down_stops_every_process(own_pair):
+    site = own_pair
     pids = [int((site.root / f".serve/{env}/tmp/.model_server.pid").read_text()) for env in ("staging", "production")]
     workers = [c.pid for pid in pids for c in psutil.Process(pid).children(recursive=True)]
     assert len(workers) >= 4  # two workers per environment

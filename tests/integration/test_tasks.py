@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, make_project, repro, sh
+from conftest import FIXTURES, make_project, repro, sh
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def test_task_runs_end_to_end_from_the_contract(task, tmp_path):
     project = make_project(
         tmp_path / task,
         params={"data": {"task": task}, "gates": gates},
-        contract=ROOT / "examples" / contract,
+        contract=FIXTURES / contract,
     )
     repro(project)
     metrics = json.loads((project / "reports/metrics.json").read_text())

@@ -4,19 +4,20 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from mlops.config import load_params, parse_params
-from mlops.errors import UserError
+from mlops.core.config import load_params, parse_params
+from mlops.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 pytestmark = pytest.mark.unit
 
 
 def raw_params() -> dict:
-    return yaml.safe_load((ROOT / "params.yaml").read_text())
+    return yaml.safe_load((FIXTURES / "params.yaml").read_text())
 
 
 def test_repository_params_load_as_frozen_typed_config():
-    params = load_params(ROOT / "params.yaml")
+    params = load_params(FIXTURES / "params.yaml")
     assert params.train.estimator in ("linear", "random_forest", "hist_gradient_boosting")
     with pytest.raises(ValidationError, match="frozen"):
         params.train.seed = 1  # type: ignore[misc]

@@ -5,17 +5,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops.config import DataParams, load_params
-from mlops.errors import UserError
-from mlops.example_data import FAULTS, apply_fault, generate, generate_period, period_label, write_batch
+from mlops.core.config import DataParams, load_params
+from mlops.core.errors import UserError
+from mlops.example.data import FAULTS, apply_fault, generate, generate_period, period_label, write_batch
 
 ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "loans_small.csv"
 pytestmark = pytest.mark.unit
 
 
 def small(**kw) -> DataParams:
-    base = load_params(ROOT / "params.yaml").data.model_dump() | {"rows_per_period": 400}
+    base = load_params(FIXTURES / "params.yaml").data.model_dump() | {"rows_per_period": 400}
     return DataParams.model_validate(base | kw)
 
 

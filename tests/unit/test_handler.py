@@ -16,13 +16,14 @@ import pandas as pd
 import pytest
 from sklearn.preprocessing import FunctionTransformer
 
-from mlops.config import load_params
-from mlops.contract import load_contract
-from mlops.features import features_and_target
-from mlops.inference import records
-from mlops.training import build_pipeline
+from mlops.core.config import load_params
+from mlops.core.contract import load_contract
+from mlops.pipeline.features import features_and_target
+from mlops.pipeline.training import build_pipeline
+from mlops.serving.inference import records
 
 ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "loans_small.csv"
 pytestmark = pytest.mark.unit
 
@@ -75,12 +76,12 @@ def frame() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, frame) -> Path:
-    contract = load_contract(ROOT / "data" / "contract.yaml")
+    contract = load_contract(FIXTURES / "contract.yaml")
     X, y = features_and_target(frame, contract)
-    pipeline = build_pipeline(contract, load_params(ROOT / "params.yaml").train).fit(X, y)
+    pipeline = build_pipeline(contract, load_params(FIXTURES / "params.yaml").train).fit(X, y)
     d = tmp_path_factory.mktemp("model")
     joblib.dump(pipeline, d / "pipeline.joblib")
-    shutil.copy(ROOT / "data" / "contract.yaml", d / "contract.yaml")
+    shutil.copy(FIXTURES / "contract.yaml", d / "contract.yaml")
     return d
 
 
@@ -94,7 +95,7 @@ def handler(model_dir):
 
 @pytest.fixture(scope="module")
 def rows(frame) -> list[dict[str, Any]]:
-    contract = load_contract(ROOT / "data" / "contract.yaml")
+    contract = load_contract(FIXTURES / "contract.yaml")
     return records(frame, [*contract.features, "loan_id"])
 
 

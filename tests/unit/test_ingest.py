@@ -8,23 +8,26 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from mlops.config import DataParams, load_params
-from mlops.contract import load_contract
-from mlops.errors import UserError
-from mlops.example_data import FAULTS, generate, next_period
-from mlops.ingest import ingest
+from mlops.core.config import DataParams, load_params
+from mlops.core.contract import load_contract
+from mlops.core.errors import UserError
+from mlops.example.data import FAULTS, generate, next_period
+from mlops.monitoring.ingest import ingest
 
 ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 pytestmark = pytest.mark.unit
 
 
 @pytest.fixture
 def contract():
-    return load_contract(ROOT / "data" / "contract.yaml")
+    return load_contract(FIXTURES / "contract.yaml")
 
 
 def land(folder: Path, index: int, *faults: str) -> Path:
-    params = DataParams.model_validate(load_params(ROOT / "params.yaml").data.model_dump() | {"rows_per_period": 200})
+    params = DataParams.model_validate(
+        load_params(FIXTURES / "params.yaml").data.model_dump() | {"rows_per_period": 200}
+    )
     [path] = generate(params, folder, range(index, index + 1), faults)
     return path
 

@@ -4,25 +4,26 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops.config import DataParams, Params, load_params
-from mlops.contract import load_contract
-from mlops.evaluation import evaluate
-from mlops.example_data import generate_period
-from mlops.splitting import split
-from mlops.training import train
+from mlops.core.config import DataParams, Params, load_params
+from mlops.core.contract import load_contract
+from mlops.example.data import generate_period
+from mlops.pipeline.evaluation import evaluate
+from mlops.pipeline.splitting import split
+from mlops.pipeline.training import train
 
 ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CONTRACTS = {
-    "binary": ROOT / "data" / "contract.yaml",
-    "multiclass": ROOT / "examples" / "contract-multiclass.yaml",
-    "regression": ROOT / "examples" / "contract-regression.yaml",
+    "binary": FIXTURES / "contract.yaml",
+    "multiclass": FIXTURES / "contract-multiclass.yaml",
+    "regression": FIXTURES / "contract-regression.yaml",
 }
 pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(scope="module")
 def params() -> Params:
-    return load_params(ROOT / "params.yaml")
+    return load_params(FIXTURES / "params.yaml")
 
 
 def data(params: Params, task: str, periods: int = 5, rows: int = 600) -> pd.DataFrame:

@@ -5,14 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from mlops.config import DataParams, load_params
-from mlops.contract import load_contract
-from mlops.example_data import generate
+from mlops.core.config import DataParams, load_params
+from mlops.core.contract import load_contract
+from mlops.core.errors import run
+from mlops.example.data import generate
+from mlops.pipeline.validation import ValidationReport, validate_dir
 from mlops.stages import validate as validate_stage
-from mlops.validation import ValidationReport, validate_dir
 
 ROOT = Path(__file__).resolve().parents[2]
-CONTRACT = ROOT / "data" / "contract.yaml"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+CONTRACT = FIXTURES / "contract.yaml"
 pytestmark = pytest.mark.unit
 
 # fault -> (column named in the failure, words that must appear)
@@ -28,7 +30,7 @@ CORPUS = {
 
 
 def write_data(tmp_path: Path, *faults: str) -> Path:
-    params = load_params(ROOT / "params.yaml").data.model_dump() | {"periods": 3, "rows_per_period": 300}
+    params = load_params(FIXTURES / "params.yaml").data.model_dump() | {"periods": 3, "rows_per_period": 300}
     generate(DataParams.model_validate(params), tmp_path / "raw", faults=faults)
     return tmp_path / "raw"
 
@@ -73,21 +75,21 @@ def test_report_records_every_expectation_with_observed_values(tmp_path):
 
 def test_a_suite_that_evaluates_nothing_is_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(validate_stage, "validate_dir", lambda *a, **k: ValidationReport())
-    code = validate_stage.main(["--raw", str(write_data(tmp_path)), "--report", str(tmp_path / "v.json")])
-    assert code == 1
+    code = run(validate_stage.main, ["--raw", str(write_data(tmp_path)), "--report", str(tmp_path / "v.json")])
+    assert code == 2
     assert "zero expectations" in capsys.readouterr().err
     assert not (tmp_path / "v.json").exists()
 
 
 def test_missing_raw_directory_is_a_clear_error(tmp_path, capsys):
-    assert validate_stage.main(["--raw", str(tmp_path / "nope")]) == 1
+    assert run(validate_stage.main, ["--raw", str(tmp_path / "nope")]) == 2
     assert "no such directory" in capsys.readouterr().err
 
 
 def test_unparseable_batch_is_a_clear_error(tmp_path, capsys):
     raw = write_data(tmp_path)
     (raw / "2025-04.csv").write_bytes(b'a,b\n"unterminated,1\n')
-    assert validate_stage.main(["--raw", str(raw), "--report", str(tmp_path / "v.json")]) == 1
+    assert run(validate_stage.main, ["--raw", str(raw), "--report", str(tmp_path / "v.json")]) == 2
     assert "2025-04.csv" in capsys.readouterr().err
 
 

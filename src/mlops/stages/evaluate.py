@@ -5,22 +5,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlops import figures, lineage
-from mlops.artifacts import load_pipeline, write_csv, write_json
-from mlops.config import load_params
-from mlops.contract import load_contract
-from mlops.datasets import read_table
-from mlops.evaluation import evaluate
-from mlops.progress import Progress
-from mlops.stages import parser, run
+from mlops.core import lineage, paths
+from mlops.core.artifacts import load_pipeline, write_csv, write_json
+from mlops.core.config import load_params
+from mlops.core.contract import load_contract
+from mlops.core.errors import run
+from mlops.core.progress import Progress
+from mlops.core.task import task_of
+from mlops.pipeline import figures
+from mlops.pipeline.datasets import read_table
+from mlops.pipeline.evaluation import evaluate
+from mlops.stages import parser
 
 
-def _main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     p = parser("evaluate", __doc__)
-    p.add_argument("--split", type=Path, default=Path("data/split"))
-    p.add_argument("--model", type=Path, default=Path("models/pipeline.joblib"))
-    p.add_argument("--metrics", type=Path, default=Path("reports/metrics.json"))
-    p.add_argument("--plots", type=Path, default=Path("reports/evaluate"), help="plot data and PNG directory")
+    p.add_argument("--split", type=Path, default=paths.SPLIT)
+    p.add_argument("--model", type=Path, default=paths.PIPELINE)
+    p.add_argument("--metrics", type=Path, default=paths.METRICS)
+    p.add_argument("--plots", type=Path, default=paths.EVALUATE_PLOTS, help="plot data and PNG directory")
     p.add_argument("--root", type=Path, default=Path())
     p.add_argument("--no-mlflow", action="store_true")
     args = p.parse_args(argv)
@@ -36,26 +39,16 @@ def _main(argv: Sequence[str] | None = None) -> int:
     pictures = []
     for name, table in result.tables.items():
         write_csv(table, args.plots / f"{name}.csv")
-        png = args.plots / f"{name}.png"
-        if name == "confusion":
-            figures.confusion(table, png)
-        elif name == "roc":
-            figures.curve(table, "fpr", "tpr", "ROC curve", png, diagonal=True)
-        elif name == "prc":
-            figures.curve(table, "recall", "precision", "Precision-recall curve", png)
-        elif name == "importance":
-            figures.importance(table, png)
-        elif name == "predictions":
-            figures.predicted_vs_actual(table, png)
-        pictures.append(png)
-
+        figures.PLOTS[name](table, args.plots / f"{name}.png")
+        pictures.append(args.plots / f"{name}.png")
     m = result.metrics
-    headline = ", ".join(f"{k} {m[k]:.4f}" for k in ("roc_auc", "f1", "accuracy", "rmse", "r2") if k in m)
-    base = ", ".join(f"{k} {v:.4f}" for k, v in m["baseline"].items() if k in ("accuracy", "rmse", "roc_auc"))
+    task = task_of(contract)
+    headline = ", ".join(f"{k} {m[k]:.4f}" for k in task.metric_names[:3])
+    base = ", ".join(f"{k} {m['baseline'][k]:.4f}" for k in task.metric_names[:3] if k in m["baseline"])
     progress(f"holdout: {headline} (baseline: {base}) -> {args.metrics}")
 
     if not args.no_mlflow:
-        from mlops import tracking
+        from mlops.pipeline import tracking
 
         flat = {k: v for k, v in m.items() if isinstance(v, float)}
         flat.update({f"baseline_{k}": v for k, v in m["baseline"].items()})
@@ -67,9 +60,5 @@ def _main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(_main, argv)
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main))

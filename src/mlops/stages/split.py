@@ -5,18 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlops.config import load_params
-from mlops.contract import load_contract
-from mlops.datasets import read_raw, write_table
-from mlops.progress import Progress
-from mlops.splitting import split
-from mlops.stages import parser, run
+from mlops.core import paths
+from mlops.core.config import load_params
+from mlops.core.contract import load_contract
+from mlops.core.errors import run
+from mlops.core.progress import Progress
+from mlops.pipeline.datasets import read_raw, write_table
+from mlops.pipeline.splitting import split
+from mlops.stages import parser
 
 
-def _main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     p = parser("split", __doc__)
-    p.add_argument("--raw", type=Path, default=Path("data/raw"))
-    p.add_argument("--out", type=Path, default=Path("data/split"), help="output directory (default: %(default)s)")
+    p.add_argument("--raw", type=Path, default=paths.RAW)
+    p.add_argument("--out", type=Path, default=paths.SPLIT, help="output directory (default: %(default)s)")
     args = p.parse_args(argv)
     params = load_params(args.params)
     contract = load_contract(args.contract)
@@ -30,9 +32,5 @@ def _main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(_main, argv)
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main))

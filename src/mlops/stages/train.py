@@ -7,26 +7,28 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 
-from mlops import figures, lineage
-from mlops.artifacts import save_pipeline, write_csv, write_json
-from mlops.config import load_params
-from mlops.contract import load_contract
-from mlops.datasets import read_table, write_table
-from mlops.features import features_and_target
-from mlops.progress import Progress
-from mlops.stages import parser, run
-from mlops.training import reference, train
+from mlops.core import lineage, paths
+from mlops.core.artifacts import save_pipeline, write_csv, write_json
+from mlops.core.config import load_params
+from mlops.core.contract import load_contract
+from mlops.core.errors import run
+from mlops.core.progress import Progress
+from mlops.pipeline import figures
+from mlops.pipeline.datasets import read_table, write_table
+from mlops.pipeline.features import features_and_target
+from mlops.pipeline.training import reference, train
+from mlops.stages import parser
 
 RUNTIME_PACKAGES = ("scikit-learn", "pandas", "numpy", "scipy", "cloudpickle")
 
 
-def _main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     p = parser("train", __doc__)
-    p.add_argument("--train", type=Path, default=Path("data/split/train.parquet"))
-    p.add_argument("--model", type=Path, default=Path("models/pipeline.joblib"))
-    p.add_argument("--curves", type=Path, default=Path("reports/train"), help="loss curve directory")
-    p.add_argument("--metrics", type=Path, default=Path("reports/train_metrics.json"))
-    p.add_argument("--reference", type=Path, default=Path("models/reference.parquet"), help="monitoring reference")
+    p.add_argument("--train", type=Path, default=paths.TRAIN)
+    p.add_argument("--model", type=Path, default=paths.PIPELINE)
+    p.add_argument("--curves", type=Path, default=paths.TRAIN_PLOTS, help="loss curve directory")
+    p.add_argument("--metrics", type=Path, default=paths.TRAIN_METRICS)
+    p.add_argument("--reference", type=Path, default=paths.REFERENCE, help="monitoring reference")
     p.add_argument("--root", type=Path, default=Path(), help="repository root (lineage, MLflow default)")
     p.add_argument("--no-mlflow", action="store_true", help="skip MLflow logging")
     args = p.parse_args(argv)
@@ -53,7 +55,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
     if not args.no_mlflow:
         with progress.step("logging to MLflow"):
-            from mlops import tracking  # imported here: mlflow is slow to import
+            from mlops.pipeline import tracking  # imported here: mlflow is slow to import
 
             X, _ = features_and_target(frame, contract)
             record = tracking.log_training(
@@ -82,9 +84,5 @@ def _main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(_main, argv)
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main))

@@ -7,18 +7,19 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlops.config import load_params
-from mlops.contract import load_contract
-from mlops.errors import UserError
-from mlops.progress import Progress
-from mlops.stages import parser, run
-from mlops.validation import validate_dir
+from mlops.core import paths
+from mlops.core.config import load_params
+from mlops.core.contract import load_contract
+from mlops.core.errors import UserError, run
+from mlops.core.progress import Progress
+from mlops.pipeline.validation import validate_dir
+from mlops.stages import parser
 
 
-def _main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     p = parser("validate", __doc__)
-    p.add_argument("--raw", type=Path, default=Path("data/raw"), help="batch directory (default: %(default)s)")
-    p.add_argument("--report", type=Path, default=Path("reports/validation.json"), help="(default: %(default)s)")
+    p.add_argument("--raw", type=Path, default=paths.RAW, help="batch directory (default: %(default)s)")
+    p.add_argument("--report", type=Path, default=paths.VALIDATION, help="(default: %(default)s)")
     args = p.parse_args(argv)
     load_params(args.params)  # a broken params.yaml fails here, before any work
     contract = load_contract(args.contract)
@@ -43,9 +44,5 @@ def _main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(_main, argv)
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main))

@@ -1,0 +1,5 @@
+"""``python -m mlops``: the same as the ``mlops`` command."""
+
+from mlops.cli import main
+
+raise SystemExit(main())

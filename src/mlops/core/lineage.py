@@ -1,0 +1,57 @@
+"""Where a model came from: git commit, dirty flag, DVC data hash; the one git helper."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from mlops.core.errors import ServiceError
+
+
+def git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run git in ``root``; with ``check``, a failure is a ServiceError quoting git's message."""
+    try:
+        proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    except OSError as e:
+        raise ServiceError(f"git is not available: {e}") from None
+    if check and proc.returncode != 0:
+        raise ServiceError(f"git {' '.join(args)}: {proc.stderr.strip()[:500]}")
+    return proc
+
+
+def git_output(root: Path, *args: str) -> str | None:
+    """git's stripped output, or None when git fails (not a repository, unknown revision)."""
+    try:
+        proc = git(root, *args, check=False)
+    except ServiceError:
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def git_commit(root: Path) -> str:
+    return git_output(root, "rev-parse", "HEAD") or "unknown"
+
+
+def git_dirty(root: Path) -> bool:
+    """True when tracked files differ from HEAD (outputs DVC rewrites are ignored by git)."""
+    return bool(git_output(root, "status", "--porcelain", "--untracked-files=no"))
+
+
+def dvc_hash(dvc_file: Path) -> str:
+    """The content hash DVC recorded for a tracked path (``data/raw.dvc``)."""
+    try:
+        outs = yaml.safe_load(dvc_file.read_text())["outs"]
+        return str(outs[0]["md5"])
+    except (OSError, KeyError, IndexError, TypeError, yaml.YAMLError):
+        return "unknown"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

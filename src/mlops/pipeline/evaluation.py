@@ -1,0 +1,80 @@
+"""Holdout metrics, a trivial baseline, the data behind the plots, and the absolute gates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from sklearn.inspection import permutation_importance
+from sklearn.pipeline import Pipeline
+
+from mlops.core.config import EvaluateParams
+from mlops.core.contract import Contract
+from mlops.core.task import task_of
+from mlops.pipeline.features import features_and_target
+
+
+@dataclass
+class Evaluation:
+    """Holdout metrics (with the baseline's under ``baseline``) and the plot tables by name."""
+
+    metrics: dict[str, Any]
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+def score(model: Any, frame: pd.DataFrame, contract: Contract) -> dict[str, Any]:
+    """The task's metrics of a fitted model (or baseline) on a labelled table."""
+    X, y = features_and_target(frame, contract)
+    task = task_of(contract).for_model(model)
+    return task.metrics(y, task.outputs(model, X))
+
+
+def evaluate(
+    pipeline: Pipeline,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    contract: Contract,
+    params: EvaluateParams,
+    seed: int,
+) -> Evaluation:
+    """Score the model and a trivial baseline on the holdout; build the plot tables."""
+    X, y = features_and_target(holdout, contract)
+    task = task_of(contract).for_model(pipeline)
+    outputs = task.outputs(pipeline, X)
+    baseline = task.baseline().fit(*features_and_target(train, contract))
+    metrics = task.metrics(y, outputs)
+    metrics["baseline"] = {k: v for k, v in score(baseline, holdout, contract).items() if k != "per_class"}
+    metrics["rows"] = {"train": len(train), "holdout": len(holdout)}
+    tables = task.plot_tables(y, outputs, params.max_curve_points)
+    imp = permutation_importance(
+        pipeline,
+        X,
+        y,
+        scoring=task.importance_scoring,
+        n_repeats=params.permutation_repeats,
+        random_state=seed,
+        n_jobs=1,
+    )
+    tables["importance"] = (
+        pd.DataFrame({"feature": X.columns, "importance": imp.importances_mean.round(6)})
+        .sort_values(["importance", "feature"], ascending=[False, True])
+        .reset_index(drop=True)
+    )
+    return Evaluation(metrics, tables)
+
+
+def gate_failures(metrics: dict[str, Any], minimum: dict[str, float], maximum: dict[str, float]) -> list[str]:
+    """One line per absolute threshold the metrics miss (a threshold naming no metric is an error)."""
+    failures = []
+    for name, floor in minimum.items():
+        if name not in metrics:
+            failures.append(f"gates.minimum names '{name}', which this task does not produce")
+        elif metrics[name] < floor:
+            failures.append(f"{name} {metrics[name]:.4f} < minimum {floor}")
+    for name, ceiling in maximum.items():
+        if name not in metrics:
+            failures.append(f"gates.maximum names '{name}', which this task does not produce")
+        elif metrics[name] > ceiling:
+            failures.append(f"{name} {metrics[name]:.4f} > maximum {ceiling}")
+    return failures

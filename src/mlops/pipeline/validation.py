@@ -1,0 +1,187 @@
+"""Great Expectations 1.x: a suite built from the data contract, run batch by batch."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlops.core.contract import Column, Contract
+from mlops.pipeline.datasets import list_batches, read_batch
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+import great_expectations as gx
+import great_expectations.expectations as gxe
+from great_expectations.data_context.types.base import (
+    DataContextConfig,
+    InMemoryStoreBackendDefaults,
+    ProgressBarsConfig,
+)
+
+NUMERIC_DTYPES = {
+    "float": ["float64", "float32", "int64", "int32", "Int64", "Float64"],
+    "integer": ["int64", "int32", "Int64", "float64"],  # float64: an integer column with gaps
+}
+TEXT_DTYPES = ["object", "string", "str"]
+
+
+@dataclass
+class Check:
+    """One evaluated expectation, in words."""
+
+    batch: str
+    expectation: str
+    column: str | None
+    success: bool
+    expected: str
+    observed: str
+
+    def line(self) -> str:
+        where = f"column '{self.column}'" if self.column else "table"
+        return f"{self.batch}: {where}: expected {self.expected}; observed {self.observed} [{self.expectation}]"
+
+
+@dataclass
+class ValidationReport:
+    checks: list[Check] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.success]
+
+    @property
+    def success(self) -> bool:
+        return bool(self.checks) and not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "success": self.success,
+            "evaluated": len(self.checks),
+            "failed": len(self.failures),
+            "batches": self.rows,
+            "expectations": [asdict(c) for c in self.checks],
+        }
+
+
+def expectations_for(contract: Contract, present: set[str]) -> list[gxe.Expectation]:
+    """The suite for one batch: absent optional columns are skipped, absent required ones fail."""
+    out: list[gxe.Expectation] = [gxe.ExpectTableRowCountToBeBetween(min_value=1)]
+    for name, col in contract.columns.items():
+        if name not in present:
+            if col.required:
+                out.append(gxe.ExpectColumnToExist(column=name))
+            continue
+        out.extend(_column_expectations(name, col))
+    if contract.id and contract.id in present:
+        out.append(gxe.ExpectColumnValuesToBeUnique(column=contract.id))
+    return out
+
+
+def _column_expectations(name: str, col: Column) -> list[gxe.Expectation]:
+    types = NUMERIC_DTYPES[col.type] if col.is_numeric else TEXT_DTYPES
+    if col.type == "category" and not any(isinstance(c, str) for c in col.categories or []):
+        types = NUMERIC_DTYPES["integer"]
+    out: list[gxe.Expectation] = [
+        gxe.ExpectColumnValuesToBeInTypeList(column=name, type_list=types),
+        gxe.ExpectColumnValuesToNotBeNull(column=name, mostly=round(1.0 - col.max_missing, 6)),
+    ]
+    if col.is_numeric and (col.min is not None or col.max is not None):
+        out.append(gxe.ExpectColumnValuesToBeBetween(column=name, min_value=col.min, max_value=col.max))
+    if col.categories:
+        out.append(gxe.ExpectColumnValuesToBeInSet(column=name, value_set=list(col.categories)))
+    return out
+
+
+def _describe(kind: str, kwargs: dict[str, Any], result: dict[str, Any], error: str | None) -> tuple[str, str]:
+    """(expected, observed) in words for the expectation types the suite uses."""
+    count = result.get("unexpected_count")
+    examples = sorted({str(v) for v in result.get("partial_unexpected_list") or []})[:3]
+    eg = f", e.g. {', '.join(examples)}" if examples else ""
+    if kind == "expect_table_row_count_to_be_between":
+        expected, observed = "at least 1 row", f"{result.get('observed_value')} rows"
+    elif kind == "expect_column_to_exist":
+        expected, observed = "the column to be present", "it is missing"
+    elif kind == "expect_column_values_to_be_in_type_list":
+        observed_type = result.get("observed_value") or "text (object)"
+        expected, observed = f"type in {kwargs['type_list']}", str(observed_type)
+    elif kind == "expect_column_values_to_not_be_null":
+        limit = 1.0 - float(kwargs.get("mostly") or 1.0)
+        pct = result.get("unexpected_percent") or 0.0
+        expected, observed = f"at most {limit:.1%} missing", f"{pct:.1f}% missing ({count} rows)"
+    elif kind == "expect_column_values_to_be_between":
+        expected = f"values in [{kwargs.get('min_value')}, {kwargs.get('max_value')}]"
+        observed = f"{count} values out of range{eg}" if count is not None else "values that are not all numbers"
+    elif kind == "expect_column_values_to_be_in_set":
+        expected = f"values in {kwargs.get('value_set')}"
+        observed = f"{count} unknown values{eg}"
+    elif kind == "expect_column_values_to_be_unique":
+        expected, observed = "unique values", f"{count} duplicated values{eg}"
+    else:
+        expected, observed = str(kwargs), str(result)
+    if error:
+        observed = f"could not be evaluated: {error}"
+    return expected, observed
+
+
+def _non_numeric_examples(values: pd.Series) -> str:
+    bad = values[values.notna() & pd.to_numeric(values, errors="coerce").isna()]
+    if bad.empty:
+        return ""
+    return f" with {len(bad)} non-numeric values, e.g. {', '.join(map(repr, sorted(set(bad.astype(str)))[:3]))}"
+
+
+class Validator:
+    """An in-memory GX context for one contract; validate as many frames as you like."""
+
+    def __init__(self, contract: Contract):
+        self.contract = contract
+        config = DataContextConfig(
+            analytics_enabled=False,
+            progress_bars=ProgressBarsConfig(globally=False),
+            store_backend_defaults=InMemoryStoreBackendDefaults(),
+        )
+        self._context = gx.get_context(mode="ephemeral", project_config=config)
+        asset = self._context.data_sources.add_pandas("batches").add_dataframe_asset("batch")
+        self._batch_definition = asset.add_batch_definition_whole_dataframe("whole")
+        self._suites = 0
+
+    def validate_frame(self, frame: pd.DataFrame, label: str) -> list[Check]:
+        self._suites += 1
+        suite = gx.ExpectationSuite(
+            name=f"{self.contract.name}-{self._suites}",
+            expectations=expectations_for(self.contract, set(frame.columns)),
+        )
+        suite = self._context.suites.add(suite)
+        batch = self._batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        result = batch.validate(suite, result_format="SUMMARY")
+        checks = []
+        for r in result.results:
+            cfg = r.expectation_config
+            assert cfg is not None
+            info = r.exception_info or {}
+            error = str(info.get("exception_message")).splitlines()[0] if info.get("raised_exception") else None
+            expected, observed = _describe(cfg.type, cfg.kwargs, r.result or {}, error)
+            if cfg.type == "expect_column_values_to_be_in_type_list" and not r.success:
+                observed += _non_numeric_examples(frame[cfg.kwargs["column"]])
+            checks.append(Check(label, cfg.type, cfg.kwargs.get("column"), bool(r.success), expected, observed))
+        return checks
+
+
+def validate_dir(raw_dir: Path, contract: Contract, progress: Any = None) -> ValidationReport:
+    """Validate every batch under ``raw_dir`` against the contract."""
+    validator = Validator(contract)
+    report = ValidationReport()
+    for path in list_batches(raw_dir):
+        frame = read_batch(path, contract)
+        checks = validator.validate_frame(frame, path.name)
+        report.checks.extend(checks)
+        report.rows[path.name] = len(frame)
+        if progress:
+            bad = sum(not c.success for c in checks)
+            progress(f"{path.name}: {len(frame):,} rows, {len(checks)} expectations, {bad} failed")
+    return report

@@ -1,0 +1,5 @@
+"""The release room: packaging the archive, deploying, promoting and rolling back with checks,
+the deployment records (ledger, git tags, MLflow aliases) and the pull-request report.
+
+May import ``mlops.core``, ``mlops.pipeline`` and ``mlops.serving``.
+"""

@@ -1,0 +1,32 @@
+"""Locust user for `mlops.serving.loadgen`: POSTs prepared JSON bodies to one prediction endpoint.
+
+Run by locust in its own process (gevent patches the interpreter); never imported by the package.
+Configured through MLOPS_LOAD_PATH, MLOPS_LOAD_TOKEN and MLOPS_LOAD_BODIES (a JSON-lines file).
+"""
+
+import itertools
+import os
+from pathlib import Path
+
+from locust import FastHttpUser, constant, task
+
+PATH = os.environ["MLOPS_LOAD_PATH"]
+HEADERS = {"Content-Type": "application/json"}
+if os.environ.get("MLOPS_LOAD_TOKEN"):
+    HEADERS["Authorization"] = f"Bearer {os.environ['MLOPS_LOAD_TOKEN']}"
+BODIES = [line.encode() for line in Path(os.environ["MLOPS_LOAD_BODIES"]).read_text().splitlines() if line]
+
+
+class Predict(FastHttpUser):
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        offset = id(self) % len(BODIES)
+        self.bodies = itertools.islice(itertools.cycle(BODIES), offset, None)
+
+    @task
+    def predict(self) -> None:
+        body = next(self.bodies)
+        with self.client.post(PATH, data=body, headers=HEADERS, catch_response=True, name="predict") as r:  # type: ignore[arg-type]
+            if r.status_code != 200:
+                r.failure(f"HTTP {r.status_code}: {r.text[:200]}")
