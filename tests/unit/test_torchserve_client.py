@@ -21,7 +21,7 @@ def test_properties_are_read_with_escapes_and_comments(tmp_path):
 
 def test_a_remote_environment_needs_every_variable_and_names_the_missing(monkeypatch, tmp_path):
     monkeypatch.setenv("MLOPS_STAGING_MANAGEMENT_URL", "http://127.0.0.1:9")
-    with pytest.raises(UserError, match="MLOPS_STAGING_INFERENCE_URL.*MLOPS_STAGING_ARCHIVE_URL_PREFIX"):
+    with pytest.raises(UserError, match=r"MLOPS_STAGING_INFERENCE_URL.*MLOPS_STAGING_ARCHIVE_URL_PREFIX"):
         resolve("staging", tmp_path, tmp_path)
     with pytest.raises(UserError, match="unknown environment 'qa'"):
         resolve("qa", tmp_path, tmp_path)
