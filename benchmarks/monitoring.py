@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlops.serving import loadgen
 from mlops.core.artifacts import load_pipeline, read_json
 from mlops.core.config import DataParams, load_params
 from mlops.core.contract import load_contract
-from mlops.pipeline.datasets import read_table
 from mlops.example.data import generate_period
+from mlops.monitoring.monitor import Sources, drift_table, monitor
+from mlops.pipeline.datasets import read_table
+from mlops.serving import loadgen
 from mlops.serving.inference import Predictor, records
-from mlops.monitoring.monitor import drift_table, monitor
 from mlops.serving.telemetry import Telemetry
 from mlops.serving.torchserve import Client, install_archive, local_server
 
@@ -48,7 +48,11 @@ def served_cost(rows: list[dict], name: str) -> dict[str, dict[str, float]]:
         single = loadgen.run(endpoint.inference_url, path, endpoint.inference_token, rows[:200], 16, 10)
         bodies = [rows[i : i + 100] for i in range(0, 2000, 100)]
         hundred = loadgen.run(endpoint.inference_url, path, endpoint.inference_token, bodies, 4, 10)
-        out[mode] = {"rps_1row_c16": single.rps, "p50_ms_1row_c16": single.p50_ms, "rows_per_s_100row": hundred.rps * 100}
+        out[mode] = {
+            "rps_1row_c16": single.rps,
+            "p50_ms_1row_c16": single.p50_ms,
+            "rows_per_s_100row": hundred.rps * 100,
+        }
         print(f"telemetry {mode}: {single.rps:,.0f} req/s (1 row, c16), {hundred.rps * 100:,.0f} rows/s (100-row)")
     os.environ.pop("MLOPS_TELEMETRY")
     server.down()
@@ -59,7 +63,7 @@ def served_cost(rows: list[dict], name: str) -> dict[str, dict[str, float]]:
 def in_process_cost(predictor: Predictor, rows: list[dict], contract) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MLOPS_PREDICTION_LOG_DIR"] = tmp
-        telemetry = Telemetry("m", contract.features, contract.task, "v")
+        telemetry = Telemetry("m", contract.features, predictor.task, "v")
         results = predictor.predict(rows[:100])
         t0 = time.perf_counter()
         for _ in range(200):
@@ -77,14 +81,15 @@ def monitor_1m(predictor: Predictor, rows: list[dict], contract, params, referen
     results = predictor.predict(rows[:2000])
     now = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        with open(Path(tmp) / "predictions-1.jsonl", "w") as f:
+        with (Path(tmp) / "predictions-1.jsonl").open("w") as f:
             for i in range(1_000_000):
                 row, result = rows[i % 2000], results[i % 2000]
                 entry = {"request_id": str(i), "time": now - 3600 + i * 0.0036, "model_version": "v"}
                 entry |= {"id": result.get("id"), "inputs": row, "outputs": result}
                 f.write(json.dumps(entry) + "\n")
         t0 = time.perf_counter()
-        m = monitor("bench", contract, params.monitor, params.gates, Path(tmp), reference, {}, now=now + 1)
+        sources = Sources("bench", Path(tmp), reference, {})
+        m = monitor(sources, contract, params.monitor, params.gates, now=now + 1)
         seconds = time.perf_counter() - t0
     print(f"monitor on {m.rows:,} logged predictions: {seconds:.1f}s")
     return {"rows": m.rows, "seconds": seconds}
@@ -96,7 +101,8 @@ def drift_sensitivity(pipeline, contract, params, reference) -> dict[str, object
     by_shift = {}
     for shift in [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5]:
         frame = generate_period(DataParams.model_validate(base | {"drift": shift}), 30)
-        table = drift_table(frame, pd.Series(pipeline.predict_proba(frame)[:, 1]), reference, contract, params.monitor)
+        scores = pd.Series(pipeline.predict_proba(frame)[:, 1])
+        table = drift_table(frame, scores, reference, contract, params.monitor)
         drifted = sorted(k for k, v in table.items() if v["drifted"])
         by_shift[shift] = drifted
         if drifted and flagged_at is None:
@@ -104,7 +110,8 @@ def drift_sensitivity(pipeline, contract, params, reference) -> dict[str, object
     false_alarms = 0
     for window in range(20):
         frame = generate_period(DataParams.model_validate(base | {"drift": 0.0}), 40 + window)
-        table = drift_table(frame, pd.Series(pipeline.predict_proba(frame)[:, 1]), reference, contract, params.monitor)
+        scores = pd.Series(pipeline.predict_proba(frame)[:, 1])
+        table = drift_table(frame, scores, reference, contract, params.monitor)
         false_alarms += any(v["drifted"] for v in table.values())
     print(f"smallest downturn flagged: {flagged_at} sd ({by_shift.get(flagged_at)}); false alarms: {false_alarms}/20")
     return {"smallest_flagged_shift": flagged_at, "flagged_inputs": by_shift, "false_alarms_of_20": false_alarms}
@@ -126,12 +133,16 @@ def main() -> int:
     }
     served = report["served"]
     report["served"]["cost_percent_1row_c16"] = 100 * (1 - served["on"]["rps_1row_c16"] / served["off"]["rps_1row_c16"])
-    report["served"]["cost_percent_100row"] = 100 * (1 - served["on"]["rows_per_s_100row"] / served["off"]["rows_per_s_100row"])
+    report["served"]["cost_percent_100row"] = 100 * (
+        1 - served["on"]["rows_per_s_100row"] / served["off"]["rows_per_s_100row"]
+    )
     out = ROOT / "reports" / "bench-monitoring.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     ip = report["in_process"]
-    print(f"telemetry in-process: {ip['telemetry_us_per_row']:.1f} us/row vs predict {ip['predict_us_per_row']:.1f} us/row")
-    print(f"served cost: {served['cost_percent_1row_c16']:+.1f}% (1 row, c16), {served['cost_percent_100row']:+.1f}% (100-row)")
+    print(f"telemetry in-process: {ip['telemetry_us_per_row']:.1f} us/row", end="")
+    print(f" vs predict {ip['predict_us_per_row']:.1f} us/row")
+    print(f"served cost: {served['cost_percent_1row_c16']:+.1f}% (1 row, c16), ", end="")
+    print(f"{served['cost_percent_100row']:+.1f}% (100-row)")
     print(f"-> {out.relative_to(ROOT)}")
     return 0
 

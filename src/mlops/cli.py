@@ -1,5 +1,6 @@
-"""The ``mlops`` command: one registry of subcommands, each with its own ``--help``, and the one
-place where errors become messages and exit codes.
+"""The ``mlops`` command: one registry of subcommands, each with its own ``--help``.
+
+Errors become messages and exit codes in one place (``mlops.core.errors.run``).
 
 Exit codes: 0 success; 1 a verdict was negative (failed expectations, a gate, a rejected
 deployment, a breached threshold); 2 bad input (``UserError``); 3 a server, network call or

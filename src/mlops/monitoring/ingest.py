@@ -1,5 +1,7 @@
-"""Ingestion: new batches land (a folder or any fsspec URL), are validated one by one, and
-valid ones join data/raw; invalid ones go to quarantine with the reasons. Idempotent.
+"""Ingestion: landed batches are validated one by one; valid ones join data/raw.
+
+Batches land in a folder or any fsspec URL; invalid ones go to quarantine with the reasons.
+Idempotent.
 
 Every move is copy-then-delete with an atomic rename at the destination, so an
 interrupted run loses nothing and half-copies nothing; running again finishes the job.

@@ -437,8 +437,11 @@ def render(m: Monitoring, out_dir: Path, threshold: float) -> str:
 
 
 def training_reference(site: Site, reference: Path | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
-    """The training reference and offline metrics of the model production serves (fetched by
-    DVC at its tag), or of the checkout when there is no tag or it cannot be fetched."""
+    """The training reference and offline metrics of the model production serves.
+
+    Fetched by DVC at production's tag, or taken from the checkout when there is no tag or it
+    cannot be fetched.
+    """
     root = site.root
     if reference is not None:
         return read_table(reference), read_json(root / paths.METRICS)

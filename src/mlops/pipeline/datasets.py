@@ -44,11 +44,13 @@ def read_raw(raw_dir: Path, contract: Contract) -> pd.DataFrame:
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
+    """Write a table as Parquet, creating its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(path, index=False)
 
 
 def read_table(path: Path) -> pd.DataFrame:
+    """Read a Parquet table; a missing file is a UserError saying which stage makes it."""
     if not path.exists():
         raise UserError(f"{path}: not found (run the stage that produces it: `dvc repro`)")
     return pd.read_parquet(path)

@@ -35,10 +35,12 @@ class ContractColumns(TransformerMixin, BaseEstimator):
         self.categorical = categorical
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> ContractColumns:
+        """Learn nothing but the output width; returns ``self``."""
         self.n_features_out_ = len(self.numeric) + len(self.categorical)
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The contract's feature columns, in contract order, numbers as float and categories as text."""
         frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X)
         out = {}
         for col in self.numeric:
@@ -50,6 +52,7 @@ class ContractColumns(TransformerMixin, BaseEstimator):
         return pd.DataFrame(out, index=frame.index)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Numeric then categorical feature names, as ``transform`` orders them."""
         return np.asarray(self.numeric + self.categorical, dtype=object)
 
 

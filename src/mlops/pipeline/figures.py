@@ -22,6 +22,7 @@ def _save(fig: Figure, path: Path) -> None:
 
 
 def loss_curve(curve: pd.DataFrame, path: Path) -> None:
+    """Training (and validation) loss per iteration, as a PNG."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for col in ("train_loss", "validation_loss"):
         if col in curve:
@@ -32,6 +33,7 @@ def loss_curve(curve: pd.DataFrame, path: Path) -> None:
 
 
 def confusion(table: pd.DataFrame, path: Path) -> None:
+    """A confusion matrix (actual vs predicted counts) from a table of both, as a PNG."""
     labels = sorted(set(table["actual"]) | set(table["predicted"]))
     matrix = pd.crosstab(table["actual"], table["predicted"]).reindex(index=labels, columns=labels, fill_value=0)
     fig, ax = plt.subplots(figsize=(4.5, 4))
@@ -46,6 +48,7 @@ def confusion(table: pd.DataFrame, path: Path) -> None:
 
 
 def curve(table: pd.DataFrame, x: str, y: str, title: str, path: Path, diagonal: bool = False) -> None:
+    """A curve of ``y`` against ``x`` on the unit square (ROC, precision-recall), as a PNG."""
     fig, ax = plt.subplots(figsize=(4.5, 4))
     ax.plot(table[x], table[y])
     if diagonal:
@@ -55,6 +58,7 @@ def curve(table: pd.DataFrame, x: str, y: str, title: str, path: Path, diagonal:
 
 
 def importance(table: pd.DataFrame, path: Path) -> None:
+    """The 15 most important features as horizontal bars, as a PNG."""
     top = table.head(15).iloc[::-1]
     fig, ax = plt.subplots(figsize=(5.5, 0.3 * len(top) + 1.2))
     ax.barh(top["feature"], top["importance"])
@@ -63,6 +67,7 @@ def importance(table: pd.DataFrame, path: Path) -> None:
 
 
 def predicted_vs_actual(table: pd.DataFrame, path: Path) -> None:
+    """Predicted against actual values and residuals side by side, as a PNG."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.8))
     a.scatter(table["actual"], table["predicted"], s=6, alpha=0.5)
     lo, hi = table[["actual", "predicted"]].min().min(), table[["actual", "predicted"]].max().max()
@@ -85,6 +90,7 @@ PLOTS = {
 
 
 def drift(table: pd.DataFrame, path: Path, threshold: float = 0.2) -> None:
+    """The population stability index per input, drifted ones in red, as a PNG."""
     top = table.sort_values("psi").tail(20)
     fig, ax = plt.subplots(figsize=(5.5, 0.3 * len(top) + 1.2))
     ax.barh(top["feature"], top["psi"], color=["tab:red" if v >= threshold else "tab:blue" for v in top["psi"]])
@@ -94,6 +100,7 @@ def drift(table: pd.DataFrame, path: Path, threshold: float = 0.2) -> None:
 
 
 def trend(windows: pd.DataFrame, path: Path) -> None:
+    """The served score's mean and p10-p90 band per window over time, as a PNG."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
     x = pd.to_datetime(windows["start"], unit="s")
     ax.plot(x, windows["mean"], marker=".", label="mean")

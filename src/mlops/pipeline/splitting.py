@@ -12,6 +12,11 @@ from mlops.core.task import task_of
 
 
 def split(frame: pd.DataFrame, contract: Contract, params: SplitParams) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train and holdout tables.
+
+    The holdout is the latest ``holdout_periods`` (``time``) or a seeded, stratified random
+    share (``random``); raises UserError when the split is impossible.
+    """
     if params.method == "time":
         if not contract.time:
             raise UserError("split.method is 'time' but the contract names no time column; use 'random'")

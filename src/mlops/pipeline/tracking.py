@@ -27,6 +27,8 @@ MODEL_SHA_TAG = "model_sha256"
 
 @dataclass(frozen=True)
 class TrainingRecord:
+    """What ``log_training`` leaves in MLflow: the run, the registered version, the store."""
+
     run_id: str
     model_version: str
     tracking_uri: str

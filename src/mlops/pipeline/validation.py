@@ -41,24 +41,30 @@ class Check:
     observed: str
 
     def line(self) -> str:
+        """The check as one readable line for logs and reports."""
         where = f"column '{self.column}'" if self.column else "table"
         return f"{self.batch}: {where}: expected {self.expected}; observed {self.observed} [{self.expectation}]"
 
 
 @dataclass
 class ValidationReport:
+    """Every evaluated expectation of every batch, and the row count per batch."""
+
     checks: list[Check] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
 
     @property
     def failures(self) -> list[Check]:
+        """The checks that did not pass."""
         return [c for c in self.checks if not c.success]
 
     @property
     def success(self) -> bool:
+        """True when at least one expectation ran and none failed."""
         return bool(self.checks) and not self.failures
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as written to ``reports/validation.json``."""
         return {
             "success": self.success,
             "evaluated": len(self.checks),
@@ -151,6 +157,7 @@ class Validator:
         self._suites = 0
 
     def validate_frame(self, frame: pd.DataFrame, label: str) -> list[Check]:
+        """Evaluate the contract's suite on one batch; one ``Check`` per expectation."""
         self._suites += 1
         suite = gx.ExpectationSuite(
             name=f"{self.contract.name}-{self._suites}",

@@ -31,6 +31,8 @@ from mlops.serving.torchserve import Client, Endpoint, local_server, resolve
 
 @dataclass
 class Check:
+    """One deployment check's verdict, its detail in words and the figures behind it."""
+
     name: str
     passed: bool
     detail: str
@@ -53,12 +55,15 @@ class Site:
 
     @property
     def name(self) -> str:
+        """The served model's name (``serve.model_name``)."""
         return self.params.serve.model_name
 
     def ledger(self, env: str) -> records.Ledger:
+        """The deployment ledger of ``env``."""
         return records.Ledger(self.runtime_dir / env / "deployments.jsonl")
 
     def endpoint(self, env: str, start: bool = True) -> Endpoint:
+        """Where ``env`` answers; a local server that is down is started, or (without ``start``) refused."""
         endpoint = resolve(env, self.serve_dir, self.runtime_dir)
         if endpoint.local is not None and endpoint.local.pid() is None:
             if not start:
@@ -91,6 +96,11 @@ class Context(Site):
 
     @classmethod
     def load(cls, site: Site, contract: Contract, package_file: Path, pipeline: Path, holdout: Path) -> Context:
+        """A release of the archive ``package_file`` records.
+
+        Checks that the archive and the offline model are the ones it names (sha256); raises
+        UserError otherwise.
+        """
         package = read_json(package_file)
         archive = package_file.parent / package["archive"]
         if not archive.exists():
@@ -105,6 +115,7 @@ class Context(Site):
 
     @property
     def version(self) -> str:
+        """The archive's version (a hash of its content)."""
         return str(self.package["version"])
 
     @cached_property
@@ -114,6 +125,7 @@ class Context(Site):
 
     @property
     def task_contract(self) -> Contract:
+        """The contract of this release."""
         assert self.contract is not None
         return self.contract
 
@@ -139,6 +151,7 @@ def _served_table(
 
 
 def check_smoke(ctx: Context, client: Client, frame: pd.DataFrame) -> Check:
+    """Holdout rows sent one by one to the new version must each answer 200 with its version."""
     rows = to_records(frame.head(ctx.params.deploy.smoke_rows), ctx.task_contract.features)
     bad = []
     for i, row in enumerate(rows):
@@ -151,6 +164,7 @@ def check_smoke(ctx: Context, client: Client, frame: pd.DataFrame) -> Check:
 
 
 def check_contract(ctx: Context, client: Client, frame: pd.DataFrame) -> Check:
+    """Malformed JSON and a wrongly typed field must answer 400 with an error body."""
     row = to_records(frame.head(1), ctx.task_contract.features)[0]
     field_name = ctx.task_contract.features[0]
     cases = {"malformed JSON": b"{not json", "wrong type": [dict(row, **{field_name: {"nested": True}})]}
@@ -163,6 +177,7 @@ def check_contract(ctx: Context, client: Client, frame: pd.DataFrame) -> Check:
 
 
 def check_parity(ctx: Context, client: Client, frame: pd.DataFrame) -> Check:
+    """Served predictions must equal the offline model's exactly on ``deploy.parity_rows`` rows."""
     sample = frame.head(ctx.params.deploy.parity_rows)
     X, _ = features_and_target(sample, ctx.task_contract)
     served = _served_table(client, ctx.name, ctx.version, to_records(sample, ctx.task_contract.features), 100)
@@ -177,6 +192,7 @@ def check_parity(ctx: Context, client: Client, frame: pd.DataFrame) -> Check:
 
 
 def check_quality(ctx: Context, client: Client, frame: pd.DataFrame) -> Check:
+    """Metrics of served predictions on the holdout must meet the absolute gates."""
     n = ctx.params.deploy.quality_rows or len(frame)
     sample = frame.head(n)
     _, y = features_and_target(sample, ctx.task_contract)
@@ -193,6 +209,7 @@ def check_quality(ctx: Context, client: Client, frame: pd.DataFrame) -> Check:
 
 
 def check_latency(ctx: Context, client: Client, frame: pd.DataFrame) -> Check:
+    """A burst of 1-row requests must meet ``deploy.latency`` (p99, throughput, no failure)."""
     gate = ctx.params.deploy.latency
     bodies = to_records(frame.head(200), ctx.task_contract.features)
     result = client.load(f"/predictions/{ctx.name}/{ctx.version}", bodies, gate.concurrency, gate.duration_s)
@@ -212,6 +229,7 @@ CHECKS = (check_smoke, check_contract, check_parity, check_quality, check_latenc
 
 
 def run_checks(ctx: Context, client: Client) -> list[Check]:
+    """Every check against the new version's own endpoint; stops after a failed smoke check."""
     frame = read_table(ctx.holdout)
     results = []
     for check in CHECKS:
@@ -314,6 +332,7 @@ def _retire(ctx: Context, client: Client, keep: set[str]) -> None:
 
 
 def deploy_staging(ctx: Context) -> records.Deployment | None:
+    """Release the archive to staging (see ``release``)."""
     return release(ctx, "staging", "deploy")
 
 

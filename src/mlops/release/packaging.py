@@ -42,6 +42,7 @@ class ArchiveInfo:
     metrics: dict[str, float]
 
     def to_dict(self) -> dict[str, object]:
+        """The record as written to ``models/package.json``."""
         return asdict(self)
 
 
@@ -67,8 +68,10 @@ def _imported_modules(source: Path) -> set[str]:
 
 
 def import_closure(entries: list[Path], modules: frozenset[str] | set[str] = frozenset()) -> list[Path]:
-    """The ``mlops`` source files that ``entries`` (files) and ``modules`` need, transitively,
-    with every enclosing package's ``__init__.py``: what a served model imports."""
+    """The ``mlops`` source files that ``entries`` (files) and ``modules`` need, transitively.
+
+    Every enclosing package's ``__init__.py`` is included: this is what a served model imports.
+    """
     todo = set(modules)
     for entry in entries:
         todo |= _imported_modules(entry)
@@ -181,6 +184,7 @@ def build_archive(
 def archive_info(
     archive: Path, version: str, name: str, pipeline: Path, git_commit: str, metrics: dict[str, float]
 ) -> ArchiveInfo:
+    """The record of a built archive: name, version, sha256s, build commit and metrics."""
     return ArchiveInfo(
         name=name,
         version=version,

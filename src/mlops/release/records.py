@@ -20,6 +20,8 @@ PRODUCTION_TAG = "model/production/"
 
 @dataclass
 class Deployment:
+    """One ledger entry: what moved where, with which checks and records."""
+
     environment: str
     action: str  # deploy | promote | rollback | rejected
     version: str
@@ -33,19 +35,24 @@ class Deployment:
     time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def to_dict(self) -> dict[str, Any]:
+        """The entry as one JSON object."""
         return asdict(self)
 
 
 class Ledger:
+    """An environment's append-only deployment history (JSON lines)."""
+
     def __init__(self, path: Path):
         self.path = path
 
     def append(self, entry: Deployment) -> None:
+        """Add one entry at the end."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as f:
             f.write(json.dumps(entry.to_dict(), sort_keys=True) + "\n")
 
     def entries(self) -> list[Deployment]:
+        """Every entry, oldest first."""
         if not self.path.exists():
             return []
         return [Deployment(**json.loads(line)) for line in self.path.read_text().splitlines() if line.strip()]
@@ -56,6 +63,7 @@ class Ledger:
         return found[-1] if found else None
 
     def passed(self, sha256: str) -> bool:
+        """True when an archive with this sha256 was deployed or promoted here."""
         return any(e.sha256 == sha256 and e.action in ("deploy", "promote") for e in self.entries())
 
     def previous(self, current: str, registered: set[str]) -> str | None:
@@ -112,12 +120,15 @@ def add_production_tag(root: Path, summary: str, record: dict[str, Any]) -> str:
 
 
 def tag_commit(root: Path, tag: str) -> str:
+    """The commit a tag points at."""
     return git(root, "rev-list", "-n", "1", tag).stdout.strip()
 
 
 def commit_exists(root: Path, commit: str) -> bool:
+    """True when the repository has this commit."""
     return git(root, "cat-file", "-e", f"{commit}^{{commit}}", check=False).returncode == 0
 
 
 def descends_from(root: Path, ancestor: str, commit: str) -> bool:
+    """True when ``commit`` has ``ancestor`` in its history (or is it)."""
     return git(root, "merge-base", "--is-ancestor", ancestor, commit, check=False).returncode == 0

@@ -123,6 +123,7 @@ class Comparison:
 
     @property
     def over_budget(self) -> bool:
+        """True when the candidate is worse than production by more than the budget."""
         return self.budget is not None and self.worse_by > self.budget + 1e-12
 
 
@@ -138,6 +139,8 @@ class Production:
 
 @dataclass
 class ColumnChange:
+    """One column's missing rate and mean, base against this branch."""
+
     column: str
     missing_old: float
     missing_new: float
@@ -146,6 +149,7 @@ class ColumnChange:
 
     @property
     def moved(self) -> bool:
+        """True when the missing rate moved by over half a point or the mean by over 1%."""
         if abs(self.missing_new - self.missing_old) > 0.005:
             return True
         old, new = self.mean_old, self.mean_new

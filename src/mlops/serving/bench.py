@@ -30,6 +30,7 @@ def in_process(predictor: Predictor, rows: list[dict[str, Any]], seconds: float 
 def served(
     endpoint: Endpoint, name: str, rows: list[dict[str, Any]], seconds: float, progress: Any
 ) -> list[dict[str, Any]]:
+    """Served throughput and latency at concurrency 1, 4 and 16 (1 row) and 4 (100 rows)."""
     path = f"/predictions/{name}"
     results = []
     for users in (1, 4, 16):
@@ -44,6 +45,7 @@ def served(
 
 
 def table(report: dict[str, Any]) -> str:
+    """The benchmark as a fixed-width text table."""
     lines = [
         f"{'rows/req':>8} {'conc':>5} {'req/s':>9} {'rows/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'failed':>6}",
     ]
@@ -60,4 +62,5 @@ def table(report: dict[str, Any]) -> str:
 
 
 def sample_rows(holdout: pd.DataFrame, features: list[str], n: int = 2000) -> list[dict[str, Any]]:
+    """Up to ``n`` holdout rows as request rows."""
     return records(holdout.head(n), features)

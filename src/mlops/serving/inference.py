@@ -28,11 +28,14 @@ class RequestError(Exception):
         self.row, self.field = row, field
 
     def to_dict(self) -> dict[str, Any]:
+        """The HTTP 400 body: the message, the row and the field."""
         return {"error": str(self), "row": self.row, "field": self.field}
 
 
 @dataclass(frozen=True)
 class Policy:
+    """What a request may do: how many rows, and whether unknown categories are refused."""
+
     max_rows: int = 1000
     unknown_category: str = "reject"  # or "allow": the pipeline treats it as an infrequent value
 
@@ -108,6 +111,7 @@ class Predictor:
 
     @classmethod
     def load(cls, model_dir: Path, version: str, policy: Policy | None = None) -> Predictor:
+        """A predictor from an archive's model directory (``pipeline.joblib``, ``contract.yaml``)."""
         return cls(
             load_pipeline(model_dir / "pipeline.joblib"), load_contract(model_dir / "contract.yaml"), version, policy
         )
@@ -130,4 +134,5 @@ class Predictor:
         return out
 
     def respond(self, results: list[dict[str, Any]]) -> dict[str, Any]:
+        """The answer to one request: the model version and one result per row."""
         return {"model_version": self.version, "predictions": results}

@@ -20,6 +20,8 @@ LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 
 @dataclass(frozen=True)
 class LoadResult:
+    """What a load run measured: requests, failures, throughput and latency percentiles."""
+
     requests: int
     failures: int
     rps: float
@@ -28,6 +30,7 @@ class LoadResult:
     mean_ms: float
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as a plain dict."""
         return asdict(self)
 
 
@@ -60,6 +63,10 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def finish(proc: subprocess.Popen[bytes], workdir: Path) -> LoadResult:
+    """Wait for a run started with ``start`` and read locust's statistics.
+
+    Raises ServiceError when locust wrote none.
+    """
     out, _ = proc.communicate()
     stats = workdir / "load_stats.csv"
     if not stats.exists():

@@ -18,14 +18,18 @@ BODIES = [line.encode() for line in Path(os.environ["MLOPS_LOAD_BODIES"]).read_t
 
 
 class Predict(FastHttpUser):
+    """A client that POSTs the prepared bodies in turn, with no pause between requests."""
+
     wait_time = constant(0)
 
     def on_start(self) -> None:
+        """Start each simulated user at a different body."""
         offset = id(self) % len(BODIES)
         self.bodies = itertools.islice(itertools.cycle(BODIES), offset, None)
 
     @task
     def predict(self) -> None:
+        """One request; anything but 200 counts as a failure."""
         body = next(self.bodies)
         with self.client.post(PATH, data=body, headers=HEADERS, catch_response=True, name="predict") as r:  # type: ignore[arg-type]
             if r.status_code != 200:

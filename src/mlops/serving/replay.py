@@ -30,8 +30,11 @@ def replay(
     labels_to: Path | None = None,
     progress: Callable[[str], None] = print,
 ) -> list[Replayed]:
-    """Send each batch's rows (id and features) in requests; optionally write its ground truth
-    (id, target) to ``labels_to`` as late labels would land."""
+    """Send each batch's rows (id and features) in requests of ``rows_per_request``.
+
+    With ``labels_to``, also write each batch's ground truth (id, target) there, as late
+    labels would land.
+    """
     out = []
     for path in batches:
         frame = read_batch(path, contract)

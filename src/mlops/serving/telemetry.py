@@ -46,6 +46,7 @@ class Telemetry:
     def record(
         self, metrics: Any, rows: list[dict[str, Any]], results: list[dict[str, Any]], request_ids: list[str]
     ) -> None:
+        """Count one batch's rows, missing values and buckets, and log every row."""
         if not self.enabled:
             return
         missing: dict[str, int] = {}

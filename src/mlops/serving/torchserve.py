@@ -79,6 +79,7 @@ class LocalServer:
         return env
 
     def pid(self) -> int | None:
+        """The server's process id, or None when it is not running."""
         pid_file = self.tmp / ".model_server.pid"
         try:
             pid = int(pid_file.read_text().strip())
@@ -87,6 +88,7 @@ class LocalServer:
         return pid if psutil.pid_exists(pid) else None
 
     def tokens(self) -> dict[str, str]:
+        """The inference and management tokens TorchServe wrote to its key file."""
         key_file = self.home / "key_file.json"
         try:
             keys = json.loads(key_file.read_text())
@@ -95,6 +97,7 @@ class LocalServer:
         return {kind: keys[kind]["key"] for kind in ("inference", "management", "API") if kind in keys}
 
     def endpoint(self) -> Endpoint:
+        """This server's endpoint with its current tokens."""
         tokens = self.tokens()
         return Endpoint(
             name=self.name,
@@ -107,8 +110,11 @@ class LocalServer:
         )
 
     def _effective_config(self) -> Path:
-        """The committed config plus this machine's paths: worker sockets in the environment's
-        temp dir (two servers would otherwise share /tmp/.ts.sock.9000), the metrics config."""
+        """The committed config plus this machine's paths.
+
+        Worker sockets go to the environment's temp dir (two servers would otherwise share
+        /tmp/.ts.sock.9000), and the metrics config is added.
+        """
         lines = self.config.read_text().splitlines()
         vmargs = f"{self.props.get('vmargs', '')} -Djava.io.tmpdir={self.tmp}".strip()
         lines = [line for line in lines if not line.strip().startswith("vmargs=")] + [f"vmargs={vmargs}"]
@@ -196,6 +202,7 @@ class Client:
         return resp.json() if resp.content else {}
 
     def alive(self) -> bool:
+        """True when the management API answers with the token."""
         try:
             url = self.endpoint.management_url.rstrip("/") + "/models"
             return self.management.get(url, timeout=2).status_code == 200
@@ -227,6 +234,7 @@ class Client:
         ]
 
     def default_version(self, name: str) -> str | None:
+        """The version requests without a version go to, or None when none is registered."""
         resp = self._manage("GET", f"/models/{name}")
         if resp.status_code == 404:
             return None
@@ -251,9 +259,11 @@ class Client:
         )
 
     def set_default(self, name: str, version: str) -> None:
+        """Make a registered version the default (a pointer swap in the frontend)."""
         self._check(self._manage("PUT", f"/models/{name}/{version}/set-default"), f"set-default {name} {version}")
 
     def unregister(self, name: str, version: str) -> None:
+        """Remove a version and stop its workers."""
         self._check(self._manage("DELETE", f"/models/{name}/{version}", timeout=60), f"unregister {name} {version}")
 
     def install(self, archive: Path, name: str, version: str) -> str:
@@ -266,6 +276,7 @@ class Client:
         return loadgen.run(e.inference_url, path, e.inference_token, bodies, users, seconds)
 
     def predict(self, name: str, body: Any, version: str | None = None) -> tuple[int, Any]:
+        """POST a body to the model (or one version); returns the status and the decoded answer."""
         path = f"/predictions/{name}" + (f"/{version}" if version else "")
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         try:
@@ -308,6 +319,7 @@ def resolve(name: str, serve_dir: Path, runtime_dir: Path) -> Endpoint:
 
 
 def local_server(name: str, serve_dir: Path, runtime_dir: Path) -> LocalServer:
+    """The local server of an environment (``serve/<env>.properties``)."""
     if name not in ENVIRONMENTS:
         raise UserError(f"unknown environment {name!r}; choose from {', '.join(ENVIRONMENTS)}")
     return LocalServer(name, serve_dir / f"{name}.properties", runtime_dir)
