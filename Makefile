@@ -148,7 +148,7 @@ ci-promote-production: setup ## promote on the MLOPS_PRODUCTION_* server or, if 
 	mlops promote production
 	git tag -n99 -l 'model/production/*' | tail -n 40 | tee -a $(SUMMARY)
 
-ci-monitor: setup ## monitor production from its shipped prediction log (PREDICTION_LOG_URL); exit 1 on a breach
+ci-monitor: setup ## monitor production from its shipped prediction log (PREDICTION_LOG_URL); fails on a breach
 	@if [ -z "$$PREDICTION_LOG_URL" ]; then \
 	  echo "No prediction log configured (PREDICTION_LOG_URL): nothing to monitor." | tee -a $(SUMMARY); exit 0; \
 	fi; \

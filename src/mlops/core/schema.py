@@ -1,7 +1,7 @@
 """Strict YAML-backed config models: the shared base and the error format.
 
-A YAML file is read with duplicate keys refused (the last one would silently win), and a
-pydantic validation error becomes one line per problem naming its dotted key.
+A YAML file is read into plain data, and a pydantic validation error becomes one line per
+problem naming its dotted key.
 """
 
 from __future__ import annotations
