@@ -122,13 +122,8 @@ def log_evaluation(
     return str(run_id)
 
 
-def set_alias(
-    root: Path, registered_model: str, alias: str, model_sha256: str, tags: dict[str, str]
-) -> tuple[str, str] | None:
-    """Point a registry alias (``staging``/``production``) at the version trained as this model file.
-
-    Returns (run id, model version), or None when no run here logged this model.
-    """
+def find_model_version(root: Path, registered_model: str, model_sha256: str) -> tuple[str, str] | None:
+    """(run id, registry version) of the newest run here that logged this exact model file, or None."""
     configure(root)
     client = MlflowClient()
     runs = client.search_runs(
@@ -139,9 +134,34 @@ def set_alias(
     for run in runs:
         versions = client.search_model_versions(f"name = '{registered_model}' and run_id = '{run.info.run_id}'")
         if versions:
-            version = str(versions[0].version)
-            client.set_registered_model_alias(registered_model, alias, version)
-            for key, value in tags.items():
-                client.set_model_version_tag(registered_model, version, key, value)
-            return run.info.run_id, version
+            return run.info.run_id, str(versions[0].version)
     return None
+
+
+def set_alias(
+    root: Path, registered_model: str, alias: str, model_sha256: str, tags: dict[str, str]
+) -> tuple[str, str] | None:
+    """Point a registry alias (``staging``/``production``) at the version trained as this model file.
+
+    Returns (run id, model version), or None when no run here logged this model.
+    """
+    found = find_model_version(root, registered_model, model_sha256)
+    if found is None:
+        return None
+    client = MlflowClient()
+    client.set_registered_model_alias(registered_model, alias, found[1])
+    for key, value in tags.items():
+        client.set_model_version_tag(registered_model, found[1], key, value)
+    return found
+
+
+def alias_target(root: Path, registered_model: str, alias: str) -> dict[str, str] | None:
+    """The version an alias points at, with its run and tags; None when the alias (or model) does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    configure(root)
+    try:
+        version = MlflowClient().get_model_version_by_alias(registered_model, alias)
+    except MlflowException:
+        return None
+    return {**version.tags, "version": str(version.version), "run_id": str(version.run_id)}
