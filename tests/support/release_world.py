@@ -8,7 +8,8 @@ only TorchServe is the in-memory fake of ``fake_torchserve``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import shutil
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,15 @@ class World:
 
     def tag_names(self) -> list[str]:
         return sh("git", "tag", "-l", cwd=self.root).stdout.split()
+
+    def clone(self, tmp: Path) -> World:
+        """A copy in ``tmp``: repository, ledgers, model files and server state (predictors shared, read-only)."""
+        shutil.copytree(self.tmp, tmp, dirs_exist_ok=True, symlinks=True)
+        servers = {
+            env: FakeServer(s.name, s.archives, dict(s.registered), s.default, set(s.store), s.up, list(s.calls))
+            for env, s in self.servers.items()
+        }
+        return replace(self, root=tmp / "repo", tmp=tmp, servers=servers, holdout=tmp / self.holdout.name, said=[])
 
 
 def make_world(tmp: Path, data: pd.DataFrame, c: Contract, p: Params, fitted: dict[str, Pipeline]) -> World:

@@ -61,9 +61,10 @@ def promote_main(argv: Sequence[str] | None = None) -> int:
 def rollback_main(argv: Sequence[str] | None = None) -> int:
     p = parser("rollback", "make the previous version the default again (no retraining)")
     p.add_argument("env", choices=ENVIRONMENTS)
+    p.add_argument("--to", metavar="VERSION", help="the version to serve again (default: the previous one)")
     move_args(p)
     args = p.parse_args(argv)
-    deploy.rollback(site(args, "rollback"), args.env, options(args))
+    deploy.rollback(site(args, "rollback"), args.env, options(args), to=args.to)
     return 0
 
 

@@ -124,8 +124,14 @@ def log_evaluation(
 
 def find_model_version(root: Path, registered_model: str, model_sha256: str) -> tuple[str, str] | None:
     """(run id, registry version) of the newest run here that logged this exact model file, or None."""
+    from mlflow.exceptions import MlflowException
+
     configure(root)
     client = MlflowClient()
+    try:
+        client.get_registered_model(registered_model)
+    except MlflowException:  # nothing registered under this name: no run to find
+        return None
     runs = client.search_runs(
         [e.experiment_id for e in client.search_experiments()],
         filter_string=f"tags.{MODEL_SHA_TAG} = '{model_sha256}'",
@@ -139,15 +145,22 @@ def find_model_version(root: Path, registered_model: str, model_sha256: str) -> 
 
 
 def set_alias(
-    root: Path, registered_model: str, alias: str, model_sha256: str, tags: dict[str, str]
+    root: Path,
+    registered_model: str,
+    alias: str,
+    model_sha256: str,
+    tags: dict[str, str],
+    found: tuple[str, str] | None = None,
 ) -> tuple[str, str] | None:
     """Point a registry alias (``staging``/``production``) at the version trained as this model file.
 
-    Returns (run id, model version), or None when no run here logged this model.
+    ``found`` (run id, version) skips the search when the caller already looked it up. Returns
+    (run id, model version), or None when no run here logged this model.
     """
-    found = find_model_version(root, registered_model, model_sha256)
+    found = found or find_model_version(root, registered_model, model_sha256)
     if found is None:
         return None
+    configure(root)
     client = MlflowClient()
     client.set_registered_model_alias(registered_model, alias, found[1])
     for key, value in tags.items():

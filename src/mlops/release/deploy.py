@@ -29,8 +29,10 @@ from mlops.pipeline.features import features_and_target
 from mlops.release import faults, records
 from mlops.release.environments import (
     Options,
+    RecordError,
     Site,
     State,
+    check_recordable,
     ensure_registered,
     history,
     previous_version,
@@ -40,6 +42,7 @@ from mlops.release.environments import (
     switch,
 )
 from mlops.release.publish import publish
+from mlops.release.records import Deployment
 from mlops.serving.inference import records as to_records
 from mlops.serving.torchserve import Client, resolve
 
@@ -298,6 +301,7 @@ def _release(
 ) -> records.Deployment:
     """Register the archive as a new version, check it, and switch to it; or unregister it and raise."""
     started = time.perf_counter()
+    check_recordable(ctx, env, _entry(ctx, env, action, [], commit), options)  # refuse before registering
     served = {e.version for e in history(ctx, env)}
     ours = ctx.version not in served  # never served here: ours to remove if it fails
     if ctx.version not in {v["version"] for v in client.versions(ctx.name)}:
@@ -328,7 +332,12 @@ def _release(
     entry = _entry(ctx, env, action, checks, commit)
     entry.previous = state.serving
     entry.checks["seconds_to_switch"] = round(time.perf_counter() - started, 2)
-    return switch(ctx, env, client, entry, options)
+    try:
+        return switch(ctx, env, client, entry, options)
+    except RecordError:
+        if ours and client.default_version(ctx.name) != ctx.version:
+            client.unregister(ctx.name, ctx.version)
+        raise
 
 
 def deploy_staging(ctx: Context, options: Options | None = None) -> records.Deployment:
@@ -390,28 +399,37 @@ def promote_production(ctx: Context, options: Options | None = None) -> records.
         return _release(ctx, "production", "promote", options, client, state, commit)
 
 
-def rollback(site: Site, env: str, options: Options | None = None) -> records.Deployment:
-    """Make the previous version the default again (it stayed registered, or is restored); record it."""
+def rollback(site: Site, env: str, options: Options | None = None, to: str | None = None) -> records.Deployment:
+    """Make the previous version (or ``to``) the default again: no retraining; recorded like any move.
+
+    Run again after a crash, it finishes the interrupted rollback instead of rolling back twice;
+    with ``to``, a version the environment already serves is success (recorded as unchanged).
+    """
     options = options or Options()
     with site.lock(env):
         client = site.client(env, start=False)
         state = reconcile(site, env, client, options)
         current = state.serving
+        if state.finished is not None and state.finished.action == "rollback" and to in (None, current):
+            site.progress(f"{env}: finished the interrupted rollback to {current}; not rolling back again")
+            return state.finished
+        if to is not None and to == current and state.record is not None:
+            entry = Deployment.from_dict({**state.record.to_dict(), "action": "unchanged", "time": records.now()})
+            site.ledger(env).append(entry)
+            site.progress(f"{env} already serves {site.name} {to}; recorded as unchanged")
+            return entry
 
         def available(version: str) -> bool:
             return version in state.registered or client.stored_archive(site.name, version) is not None
 
-        target = previous_version(site, env, current, available)
-        if current is None or target is None:
-            raise UserError(
-                f"{env}: nothing to roll back to (registered versions: {sorted(state.registered) or 'none'})"
-            )
-        before = record_of(site, env, target)
-        assert before is not None  # previous_version found it in the same history
+        target = to or previous_version(site, env, current, available)
+        before = record_of(site, env, target) if target else None
+        if current is None or target is None or before is None:
+            registered = sorted(state.registered) or "none"
+            never = f"{to} never served in {env}; " if to and before is None else ""
+            raise UserError(f"{env}: {never}nothing to roll back to (registered versions: {registered})")
         if not ensure_registered(site, env, client, target, state, {}):
-            raise ServiceError(
-                f"{env}: could not register {target} again from its stored archive; see the server's logs"
-            )
+            raise ServiceError(f"{env}: {target} is not registered and no archive of it is stored; cannot roll back")
         t0 = time.perf_counter()
         entry = records.Deployment(
             environment=env,

@@ -24,10 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from mlops.core.config import Params
-from mlops.core.errors import ServiceError, UserError
+from mlops.core.errors import MlopsError, ServiceError, UserError
 from mlops.release import faults, records
 from mlops.release.records import Deployment
 from mlops.serving.torchserve import Client, Endpoint, local_server, resolve
+
+
+class RecordError(ServiceError):
+    """The record of a move could not be written (or pushed): the move was abandoned, nothing switched."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,7 @@ class State:
     tag: records.Tag | None = None
     alias: dict[str, str] | None = None
     strays: list[str] = field(default_factory=list)  # registered, never recorded as serving here
+    finished: Deployment | None = None  # the interrupted move reconcile just finished
     problems: list[str] = field(default_factory=list)  # torn or unreadable ledger lines
 
     @property
@@ -168,10 +173,10 @@ class State:
         }
 
 
-def history(site: Site, env: str) -> list[Deployment]:
+def history(site: Site, env: str, registry: records.Registry | None = None) -> list[Deployment]:
     """Every record of what ``env`` served (ledger and git), oldest first."""
-    found = [e for e in site.ledger(env).entries() if e.action in records.SERVING]
-    for tag in site.registry().assignments(env):
+    found = site.ledger(env).moves()
+    for tag in (registry or site.registry()).assignments(env):
         entry = tag.deployment()
         if entry is not None and not any(entry.same_move(e) for e in found):
             found.append(entry)
@@ -208,10 +213,11 @@ def read_state(site: Site, env: str, client: Client | None, alias: bool = True) 
     """The four records of ``env`` as they are now (``client`` None: the server is down)."""
     ledger = site.ledger(env)
     last = ledger.serving()
-    tag = site.registry().current(env)
+    registry = site.registry()
+    tag = registry.current(env)
     state = State(env, up=client is not None, ledger=last, tag=tag, problems=list(ledger.problems))
     tagged = tag.deployment() if tag else None
-    if last is not None and (tagged is None or last.instant > tagged.instant):
+    if last is not None and (tagged is None or last.instant >= tagged.instant):  # a tie: the same move
         state.record, state.source = last, "ledger"
     elif tagged is not None and tag is not None:
         state.record, state.source = tagged, f"git tag {tag.name}"
@@ -219,7 +225,7 @@ def read_state(site: Site, env: str, client: Client | None, alias: bool = True) 
         versions = client.versions(site.name)
         state.registered = [v["version"] for v in versions]
         state.serving = next((v["version"] for v in versions if v["default"]), None)
-        served = {e.version for e in history(site, env)}
+        served = {e.version for e in history(site, env, registry)}
         state.strays = [v for v in state.registered if v not in served and v != state.serving]
     if alias and state.record is not None:
         state.alias = _alias(site, env)
@@ -274,8 +280,10 @@ def write_tag(site: Site, env: str, entry: Deployment, options: Options) -> list
         return []
     entry.registry_version = record.registry_version
     if options.push:
+        # the version's registration goes along: an assignment means nothing to GTO without it
+        registration = f"{registry.tag_prefix}@{record.registry_version}"
         try:
-            registry.push(options.push, made)
+            registry.push(options.push, list(dict.fromkeys([registration, *made])))
         except ServiceError:
             registry.delete(made)
             raise
@@ -302,13 +310,9 @@ def mirror_alias(site: Site, env: str, entry: Deployment) -> None:
 
     model = site.params.mlflow.registered_model
     try:
-        found = tracking.set_alias(
-            site.root,
-            model,
-            env,
-            entry.model_sha256,
-            {"archive_sha256": entry.sha256, "archive_version": entry.version},
-        )
+        facts = {"archive_sha256": entry.sha256, "archive_version": entry.version}
+        known = (entry.mlflow_run, entry.mlflow_version) if entry.mlflow_run and entry.mlflow_version else None
+        found = tracking.set_alias(site.root, model, env, entry.model_sha256, facts, known)
     except Exception as e:  # MLflow raises many kinds
         raise ServiceError(
             f"MLflow: moving alias '{env}' failed ({type(e).__name__}: {str(e)[:200]}); "
@@ -340,7 +344,11 @@ def switch(site: Site, env: str, client: Client, entry: Deployment, options: Opt
     entry.phase = "intent"
     ledger.append(entry)
     faults.reached("after-intent")
-    write_tag(site, env, entry, options)
+    try:
+        write_tag(site, env, entry, options)
+    except MlopsError as e:
+        ledger.append(Deployment.from_dict({**entry.to_dict(), "phase": "abandoned", "note": str(e)[:500]}))
+        raise RecordError(f"{e}; nothing switched") from None
     faults.reached("after-tag")
     client.set_default(site.name, entry.version)
     site.progress(f"{env}: {site.name} {entry.version} is the default (was {entry.previous or 'none'})")
@@ -431,7 +439,9 @@ def reconcile(
         site.ledger(env).append(done)
         site.progress(f"{env}: ledger: {record.action} of {record.version} {done.note}")
     retire(site, client, keep={record.version, record.previous, *keep})
-    return read_state(site, env, client)
+    after = read_state(site, env, client)
+    after.finished = record if finishing else None
+    return after
 
 
 def converge(

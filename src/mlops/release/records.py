@@ -52,7 +52,8 @@ def _instant(value: str) -> datetime:
 class Deployment:
     """One record: what moved where, from which commit, with which checks and records.
 
-    ``phase`` is ``intent`` (written before the switch) or ``done`` (after it); ``previous`` is
+    ``phase`` is ``intent`` (written before the switch), ``done`` (after it) or ``abandoned`` (the
+    record could not be written, nothing switched); ``previous`` is
     the version it replaced; ``registry_version`` is the GTO version (``vX.Y.Z``).
     """
 
@@ -145,9 +146,18 @@ class Ledger:
                 self.problems.append(f"{self.path}: skipped {what} (line {number}, {len(line)} bytes)")
         return out
 
+    def moves(self) -> list[Deployment]:
+        """Entries that say what the environment serves (moves, intended or done; unchanged), oldest first.
+
+        A move whose intent was abandoned (its record could not be written) is left out.
+        """
+        entries = self.entries()
+        abandoned = {(e.version, e.time) for e in entries if e.phase == "abandoned"}
+        return [e for e in entries if e.action in SERVING and (e.version, e.time) not in abandoned]
+
     def serving(self) -> Deployment | None:
         """The newest entry that says what the environment serves (a move, intended or done, or unchanged)."""
-        found = [e for e in self.entries() if e.action in SERVING]
+        found = self.moves()
         return found[-1] if found else None
 
     def latest(self, version: str) -> Deployment | None:
@@ -217,30 +227,33 @@ def _annotated_tags(root: Path, *patterns: str) -> list[tuple[str, str, int, str
     return found
 
 
-def _legacy_production(root: Path) -> list[Tag]:
+def _legacy_production(found: list[tuple[str, str, int, str]]) -> list[Tag]:
     tags = []
-    for name, commit, when, message in _annotated_tags(root, f"refs/tags/{LEGACY_PRODUCTION_TAG}*"):
+    for name, commit, when, message in found:
         record = _json_in(message)
         number = name.removeprefix(LEGACY_PRODUCTION_TAG)
-        if record is None or not number.isdigit():
+        if not name.startswith(LEGACY_PRODUCTION_TAG) or record is None or not number.isdigit():
             continue
         tags.append(Tag(name, commit, when, record, "production", int(number), legacy=True))
     return sorted(tags, key=lambda t: t.counter)
 
 
-def _gto_tags(root: Path, pattern: str) -> list[tuple[dict[str, Any], tuple[str, str, int, str]]]:
+def _gto_tags(found: list[tuple[str, str, int, str]]) -> list[tuple[dict[str, Any], tuple[str, str, int, str]]]:
     from gto.tag import parse_name  # GTO's own parser of its tag names
 
     out = []
-    for found in _annotated_tags(root, pattern):
-        parsed = parse_name(found[0], raise_on_fail=False)
-        if parsed:
-            out.append((parsed, found))
+    for tag in found:
+        parsed = parse_name(tag[0], raise_on_fail=False)
+        if parsed and parsed.get("action") is not None:
+            out.append((parsed, tag))
     return out
 
 
 class Registry:
-    """One model's records in git: GTO registrations and stage assignments (and legacy production tags)."""
+    """One model's records in git: GTO registrations and stage assignments (and legacy production tags).
+
+    Reads every tag once (one git call) and again after it writes.
+    """
 
     def __init__(self, root: Path, name: str):
         from gto.constants import assert_fullname_is_valid, name_to_tag
@@ -254,37 +267,40 @@ class Registry:
             ) from None
         self.root = root
         self.name = name
-        self._prefix = name_to_tag(name)
+        self.tag_prefix = name_to_tag(name)
+        self._tags: tuple[list[Tag], list[Tag]] | None = None
 
-    def _registrations(self) -> list[Tag]:
-        tags = []
-        for parsed, (name, commit, when, message) in _gto_tags(self.root, f"refs/tags/{self._prefix}@*"):
-            if parsed.get("name") != self.name or parsed.get("action") is None or "version" not in parsed:
-                continue
-            if str(parsed["action"].value) != "register":
-                continue
-            tags.append(Tag(name, commit, when, _json_in(message) or {}, registry_version=parsed["version"]))
-        return tags
+    def _load(self) -> tuple[list[Tag], list[Tag]]:
+        """(registrations, assignments) of this model, legacy production tags first among assignments."""
+        if self._tags is None:
+            patterns = (f"refs/tags/{self.tag_prefix}@*", f"refs/tags/{self.tag_prefix}#*")
+            found = _annotated_tags(self.root, *patterns, f"refs/tags/{LEGACY_PRODUCTION_TAG}*")
+            registrations, assignments = [], []
+            for parsed, (name, commit, when, message) in _gto_tags(found):
+                if parsed.get("name") != self.name:
+                    continue
+                action = str(parsed["action"].value)
+                if action == "register" and "version" in parsed:
+                    record = _json_in(message) or {}
+                    registrations.append(Tag(name, commit, when, record, registry_version=parsed["version"]))
+                elif action == "assign" and "stage" in parsed and "counter" in parsed:
+                    record = _json_in(message) or {}
+                    assignments.append(Tag(name, commit, when, record, parsed["stage"], parsed["counter"]))
+            legacy = _legacy_production(found)
+            self._tags = registrations, legacy + sorted(assignments, key=lambda t: t.counter)
+        return self._tags
 
     def versions(self) -> dict[str, Tag]:
         """Registration tags by the archive version their record names."""
-        return {t.record["archive_version"]: t for t in self._registrations() if "archive_version" in t.record}
+        return {t.record["archive_version"]: t for t in self._load()[0] if "archive_version" in t.record}
 
     def registered_at(self, commit: str) -> Tag | None:
         """The registration of this model on ``commit``, if any (GTO allows one per commit)."""
-        return next((t for t in self._registrations() if t.commit == commit), None)
+        return next((t for t in self._load()[0] if t.commit == commit), None)
 
     def assignments(self, stage: str) -> list[Tag]:
         """Every assignment of ``stage``, oldest first (legacy production tags before GTO's)."""
-        tags = _legacy_production(self.root) if stage == "production" else []
-        gto = []
-        for parsed, (name, commit, when, message) in _gto_tags(self.root, f"refs/tags/{self._prefix}#*"):
-            if parsed.get("name") != self.name or parsed.get("stage") != stage or "counter" not in parsed:
-                continue
-            if str(parsed["action"].value) != "assign":
-                continue
-            gto.append(Tag(name, commit, when, _json_in(message) or {}, stage, parsed["counter"]))
-        return tags + sorted(gto, key=lambda t: t.counter)
+        return [t for t in self._load()[1] if t.stage == stage]
 
     def current(self, stage: str) -> Tag | None:
         """The newest assignment of ``stage``: what git says it serves."""
@@ -321,6 +337,7 @@ class Registry:
         import gto.api as api  # GTO reads every tag; only the moves need it
 
         self.check_recordable(entry, commit)
+        self._tags = None  # what gets written is read again
         made = []
         known = self.versions().get(entry.version)
         try:
@@ -362,7 +379,8 @@ class Registry:
         GTO orders assignments by their tag time, to the second: two in one second would make
         ``gto show`` pick either. Moves are never that close in use; tests are.
         """
-        times = [t.time for stage in ("staging", "production") for t in self.assignments(stage) if not t.legacy]
+        self._tags = None
+        times = [t.time for t in self._load()[1] if not t.legacy]
         if times:
             wait_past(max(times))
 
@@ -378,6 +396,7 @@ class Registry:
         """Delete local tags (undoing a record that could not be pushed)."""
         for tag in tags:
             git(self.root, "tag", "-d", tag, check=False)
+        self._tags = None
 
 
 def wait_past(second: int) -> None:
@@ -394,11 +413,12 @@ def production_tags(root: Path, name: str | None = None) -> list[Tag]:
     """
     if name is not None:
         return Registry(root, name).assignments("production")
+    found = _annotated_tags(root, "refs/tags/*#production#*", f"refs/tags/{LEGACY_PRODUCTION_TAG}*")
     gto = []
-    for parsed, (tag, commit, when, message) in _gto_tags(root, "refs/tags/*#production#*"):
-        if parsed.get("stage") == "production" and "counter" in parsed:
+    for parsed, (tag, commit, when, message) in _gto_tags(found):
+        if parsed.get("stage") == "production" and "counter" in parsed and str(parsed["action"].value) == "assign":
             gto.append(Tag(tag, commit, when, _json_in(message) or {}, "production", parsed["counter"]))
-    return _legacy_production(root) + sorted(gto, key=lambda t: (t.time, t.counter))
+    return _legacy_production(found) + sorted(gto, key=lambda t: (t.time, t.counter))
 
 
 def production_record(root: Path, name: str | None = None) -> tuple[str, dict[str, Any]] | None:
