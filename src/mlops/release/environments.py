@@ -155,7 +155,7 @@ class State:
             out.append(
                 f"git says {tagged.version if tagged else 'nothing'} ({self.tag.name if self.tag else 'no tag'})"
             )
-        archive = (self.alias or {}).get("archive_version")
+        archive = alias_archive(self.alias, self.environment)
         if archive is not None and archive != record.version:
             out.append(f"the MLflow alias '{self.environment}' names archive {archive}")
         out += [f"registered but never recorded here: {v}" for v in self.strays]
@@ -171,6 +171,13 @@ class State:
             "differences": self.differences,
             "problems": self.problems,
         }
+
+
+def alias_archive(alias: dict[str, str] | None, env: str) -> str | None:
+    """The archive version an MLflow alias stands for (its model version's tag for ``env``)."""
+    if alias is None:
+        return None
+    return alias.get(f"{env}.archive_version") or alias.get("archive_version")
 
 
 def history(site: Site, env: str, registry: records.Registry | None = None) -> list[Deployment]:
@@ -310,7 +317,13 @@ def mirror_alias(site: Site, env: str, entry: Deployment) -> None:
 
     model = site.params.mlflow.registered_model
     try:
-        facts = {"archive_sha256": entry.sha256, "archive_version": entry.version}
+        # two environments may serve archives of one model file (a serving-config change): the
+        # model version's tags say which archive each alias stands for
+        facts = {
+            "archive_sha256": entry.sha256,
+            "archive_version": entry.version,
+            f"{env}.archive_version": entry.version,
+        }
         known = (entry.mlflow_run, entry.mlflow_version) if entry.mlflow_run and entry.mlflow_version else None
         found = tracking.set_alias(site.root, model, env, entry.model_sha256, facts, known)
     except Exception as e:  # MLflow raises many kinds
@@ -430,7 +443,7 @@ def reconcile(
         switched = True
     if record.previous and record.previous != record.version:
         ensure_registered(site, env, client, record.previous, state, archives)
-    if finishing or switched or (state.alias or {}).get("archive_version") != record.version:
+    if finishing or switched or alias_archive(state.alias, env) != record.version:
         mirror_alias(site, env, record)
     behind = not record.same_move(state.ledger) and (state.ledger is None or state.ledger.version != record.version)
     if finishing or behind:
