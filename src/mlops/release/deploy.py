@@ -331,7 +331,7 @@ def _release(
     faults.reached("after-checks")
     entry = _entry(ctx, env, action, checks, commit)
     entry.previous = state.serving
-    entry.checks["seconds_to_switch"] = round(time.perf_counter() - started, 2)
+    entry.checks["seconds_to_default"] = round(time.perf_counter() - started, 2)
     try:
         return switch(ctx, env, client, entry, options)
     except RecordError:

@@ -246,8 +246,7 @@ def summary(site: Site, entry: Deployment) -> str:
     """The first line of a record's tag message."""
     if entry.action == "rollback":
         return f"rollback {site.name} {entry.previous or '?'} -> {entry.version} in {entry.environment}"
-    target = "to production" if entry.environment == "production" else f"to {entry.environment}"
-    return f"{entry.action} {site.name} {entry.version} {target}"
+    return f"{entry.action} {site.name} {entry.version} to {entry.environment}"
 
 
 def _record_commit(site: Site, entry: Deployment, options: Options) -> str:
