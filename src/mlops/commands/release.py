@@ -9,18 +9,13 @@ from pathlib import Path
 
 from mlops.commands.common import context, parser, release_args, site
 from mlops.core import paths
-from mlops.core.artifacts import read_json
 from mlops.core.errors import UserError
 from mlops.core.lineage import file_sha256
 from mlops.core.progress import Progress
-from mlops.core.task import TASKS
-from mlops.release import deploy, environments
+from mlops.release import environments
 from mlops.release.environments import Options
 from mlops.release.publish import archive_prefix, prefix_variable, publish
 from mlops.serving.torchserve import ENVIRONMENTS
-
-# the metrics a status line shows: each task's first three, in its order
-HEADLINES = list(dict.fromkeys(m for task in TASKS.values() for m in task.metric_names[:3]))
 
 
 def move_args(p: argparse.ArgumentParser) -> None:
@@ -43,6 +38,8 @@ def deploy_main(argv: Sequence[str] | None = None) -> int:
     release_args(p)
     move_args(p)
     args = p.parse_args(argv)
+    from mlops.release import deploy  # pandas and scikit-learn: only moves with an archive need them
+
     deploy.deploy_staging(context(args, "deploy"), options(args))
     return 0
 
@@ -54,6 +51,8 @@ def promote_main(argv: Sequence[str] | None = None) -> int:
     release_args(p)
     move_args(p)
     args = p.parse_args(argv)
+    from mlops.release import deploy  # pandas and scikit-learn: only moves with an archive need them
+
     deploy.promote_production(context(args, "promote"), options(args))
     return 0
 
@@ -64,7 +63,7 @@ def rollback_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--to", metavar="VERSION", help="the version to serve again (default: the previous one)")
     move_args(p)
     args = p.parse_args(argv)
-    deploy.rollback(site(args, "rollback"), args.env, options(args), to=args.to)
+    environments.rollback(site(args, "rollback"), args.env, options(args), to=args.to)
     return 0
 
 
@@ -90,7 +89,10 @@ def publish_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--prefix", help="the fsspec URL prefix (default: $MLOPS_<ENV>_ARCHIVE_URL_PREFIX)")
     args = p.parse_args(argv)
     progress = Progress("publish")
-    package = read_json(args.package)
+    try:
+        package = json.loads(args.package.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{args.package}: cannot read the archive's record ({e})") from None
     archive = args.package.parent / package["archive"]
     if not archive.exists():
         raise UserError(f"{archive}: no model archive (run `dvc repro` or `dvc pull`)")
@@ -108,7 +110,10 @@ def status_main(argv: Sequence[str] | None = None) -> int:
     p = parser("status", "per environment: serving version, its commit, metrics, when deployed, what differs")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    rows = deploy.status(site(args, "status"))
+    rows = environments.status(site(args, "status"))
+    from mlops.core.task import TASKS  # numpy and scikit-learn: only the table needs the metric names
+
+    headlines = list(dict.fromkeys(m for task in TASKS.values() for m in task.metric_names[:3]))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -116,7 +121,7 @@ def status_main(argv: Sequence[str] | None = None) -> int:
         if row["state"] == "down":
             print(f"{row['environment']:<11} down ({row['url']})")
         else:
-            metrics = ", ".join(f"{k} {row['metrics'][k]:.4f}" for k in HEADLINES if k in row["metrics"])
+            metrics = ", ".join(f"{k} {row['metrics'][k]:.4f}" for k in headlines if k in row["metrics"])
             print(
                 f"{row['environment']:<11} version {row['version']}  commit {row['commit']}  "
                 f"deployed {row['deployed']}\n"

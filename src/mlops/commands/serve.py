@@ -13,7 +13,7 @@ from mlops.core.contract import load_contract
 from mlops.core.errors import UserError
 from mlops.core.progress import Progress
 from mlops.pipeline.datasets import read_table
-from mlops.release.deploy import restore
+from mlops.release.environments import restore
 from mlops.serving.inference import records
 from mlops.serving.replay import replay
 from mlops.serving.torchserve import ENVIRONMENTS, Client, LocalServer, local_server

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -470,3 +471,81 @@ def converge(
             f"{env}: still differs after reconciling:\n" + "\n".join(f"  {d}" for d in state.differences)
         )
     return state
+
+
+# ---- moves and views of an environment that need no archive ----------------------------------------
+
+
+def rollback(site: Site, env: str, options: Options | None = None, to: str | None = None) -> Deployment:
+    """Make the previous version (or ``to``) the default again: no retraining; recorded like any move.
+
+    Run again after a crash, it finishes the interrupted rollback instead of rolling back twice;
+    with ``to``, a version the environment already serves is success (recorded as unchanged).
+    """
+    options = options or Options()
+    with site.lock(env):
+        client = site.client(env, start=False)
+        state = reconcile(site, env, client, options)
+        current = state.serving
+        if state.finished is not None and state.finished.action == "rollback" and to in (None, current):
+            site.progress(f"{env}: finished the interrupted rollback to {current}; not rolling back again")
+            return state.finished
+        if to is not None and to == current and state.record is not None:
+            entry = Deployment.from_dict({**state.record.to_dict(), "action": "unchanged", "time": records.now()})
+            site.ledger(env).append(entry)
+            site.progress(f"{env} already serves {site.name} {to}; recorded as unchanged")
+            return entry
+
+        def available(version: str) -> bool:
+            return version in state.registered or client.stored_archive(site.name, version) is not None
+
+        target = to or previous_version(site, env, current, available)
+        before = record_of(site, env, target) if target else None
+        if current is None or target is None or before is None:
+            registered = sorted(state.registered) or "none"
+            never = f"{to} never served in {env}; " if to and before is None else ""
+            raise UserError(f"{env}: {never}nothing to roll back to (registered versions: {registered})")
+        if not ensure_registered(site, env, client, target, state, {}):
+            raise ServiceError(f"{env}: {target} is not registered and no archive of it is stored; cannot roll back")
+        t0 = time.perf_counter()
+        entry = Deployment(
+            environment=env,
+            action="rollback",
+            version=target,
+            sha256=before.sha256,
+            model_sha256=before.model_sha256,
+            git_commit=before.git_commit,
+            metrics=before.metrics,
+            checks={"rolled_back_from": current},
+            previous=current,
+        )
+        switch(site, env, client, entry, options)
+        site.progress(f"{env}: rolled back {site.name} {current} -> {target} in {time.perf_counter() - t0:.2f}s")
+        return entry
+
+
+def restore(site: Site, env: str) -> State:
+    """After a server starts: serve what the records say (``mlops serve up``); the state after."""
+    with site.lock(env):
+        return reconcile(site, env, site.client(env, start=False))
+
+
+def status(site: Site) -> list[dict[str, Any]]:
+    """Per environment: what serves, from which commit, its metrics, when deployed, and what differs."""
+    rows = []
+    for env in ("staging", "production"):
+        client = site.running(env)
+        state = read_state(site, env, client)
+        url = client.endpoint.inference_url if client else resolve(env, site.serve_dir, site.runtime_dir).inference_url
+        row: dict[str, Any] = {"environment": env, "url": url, "state": "up" if client else "down"}
+        if client is not None:
+            entry = record_of(site, env, state.serving) if state.serving else None
+            row |= {
+                "version": state.serving or "none",
+                "registered": state.registered,
+                "commit": entry.git_commit[:12] if entry else "?",
+                "deployed": entry.time if entry else "?",
+                "metrics": entry.metrics if entry else {},
+            }
+        rows.append(row | state.to_dict())
+    return rows
