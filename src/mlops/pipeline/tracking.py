@@ -10,9 +10,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -20,7 +18,8 @@ import mlflow
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from mlops.core.artifacts import flatten
+if TYPE_CHECKING:
+    import pandas as pd
 
 MODEL_SHA_TAG = "model_sha256"
 
@@ -71,6 +70,8 @@ def log_training(
     pip_requirements: list[str],
 ) -> TrainingRecord:
     """One run: params, metrics, lineage tags, the model (signature + example), a registry version."""
+    from mlops.core.artifacts import flatten  # scikit-learn comes with it: only training needs it
+
     uri = configure(root)
     experiment_id = _experiment(experiment)
     with mlflow.start_run(experiment_id=experiment_id) as run:
