@@ -73,6 +73,14 @@ def variant(site: Site, name: str, timeout_s: int) -> list[str]:
     return ["--package", str(out / "package.json"), "--model", str(out / "pipeline.joblib")]
 
 
+def two_versions_in_production(site: Site, name: str) -> None:
+    """Production serves one version and keeps the previous one (promoting a new variant if need be)."""
+    if len(site.registered("production")) < 2:
+        release = variant(site, name, 36 if name == "before-restart" else 35)
+        site.mlops("deploy", "staging", *release)
+        site.mlops("promote", "production", *release)
+
+
 def version_of(args: list[str]) -> str:
     return str(json.loads(Path(args[1]).read_text())["version"])
 
@@ -144,10 +152,7 @@ def test_killed_after_set_default_then_run_again_records_what_serves(site):
 
 def test_no_request_waits_more_than_2s_while_production_registers_switches_and_retires(site):
     """Issue 10 finding 7: during a registration, in-flight requests stalled up to 12.4 s."""
-    if len(site.registered("production")) < 2:  # so that the promotion below retires one
-        earlier = variant(site, "before-load", 35)
-        site.mlops("deploy", "staging", *earlier)
-        site.mlops("promote", "production", *earlier)
+    two_versions_in_production(site, "before-load")  # so that the promotion below retires one
     release = variant(site, "under-load", 33)
     site.mlops("deploy", "staging", *release)
     _, rows = site.holdout_rows(50)
@@ -193,6 +198,7 @@ def test_no_request_waits_more_than_2s_while_production_registers_switches_and_r
 def test_serve_down_and_up_restores_production_and_rollback_still_works(site):
     """Issue 10 finding 6: after serve down/up production served nothing (404) while its tag named a
     version, and rollback said "nothing to roll back to"."""
+    two_versions_in_production(site, "before-restart")
     serving = site.default_version("production")
     registered = site.registered("production")
     assert len(registered) == 2
