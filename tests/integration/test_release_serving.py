@@ -50,11 +50,13 @@ def site(trained_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh("git", "commit", "-qam", "test environments", cwd=root)
     s = Site(root)
-    s.mlops("serve", "up")
-    s.mlops("deploy", "staging")
-    s.mlops("promote", "production")
-    yield s
-    s.mlops("serve", "down", check=False)
+    try:  # a setup that fails stops the servers too
+        s.mlops("serve", "up")
+        s.mlops("deploy", "staging")
+        s.mlops("promote", "production")
+        yield s
+    finally:
+        s.mlops("serve", "down", check=False)
 
 
 def variant(site: Site, name: str, timeout_s: int) -> list[str]:
