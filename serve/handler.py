@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from mlops.serving.inference import Policy, Predictor, RequestError, quote
-from mlops.serving.telemetry import CHECK_TRAFFIC, TRAFFIC_HEADER, Telemetry
+from mlops.serving.telemetry import Telemetry
+from mlops.serving.traffic import CHECK_TRAFFIC, TRAFFIC_HEADER
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,6 @@ import pandas as pd
 from mlops.core.task import Task
 
 LOG_DIR_ENV = "MLOPS_PREDICTION_LOG_DIR"
-# Requests the deployment checks send carry this header; the log marks them and the monitor skips them.
-TRAFFIC_HEADER = "X-Mlops-Traffic"
-CHECK_TRAFFIC = "deploy-check"
 
 log = logging.getLogger(__name__)
 

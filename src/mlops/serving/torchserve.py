@@ -24,6 +24,7 @@ import requests
 from mlops.core.errors import ServiceError, UserError
 from mlops.serving import loadgen
 from mlops.serving.loadgen import LoadResult
+from mlops.serving.traffic import TRAFFIC_HEADER
 
 ENVIRONMENTS = ("staging", "production")
 
@@ -169,17 +170,23 @@ class LocalServer:
 
 
 class Client:
-    """The management and inference APIs of one environment."""
+    """The management and inference APIs of one environment.
 
-    def __init__(self, endpoint: Endpoint, timeout: float = 30.0):
+    With ``traffic``, every prediction request carries it in the ``TRAFFIC_HEADER`` header: the
+    deployment checks mark theirs so that monitoring leaves them out.
+    """
+
+    def __init__(self, endpoint: Endpoint, timeout: float = 30.0, traffic: str | None = None):
         self.endpoint = endpoint
         self.timeout = timeout
         self.management = requests.Session()
         self.inference = requests.Session()
+        self.marks = {TRAFFIC_HEADER: traffic} if traffic else {}
         if endpoint.management_token:
             self.management.headers["Authorization"] = f"Bearer {endpoint.management_token}"
         if endpoint.inference_token:
             self.inference.headers["Authorization"] = f"Bearer {endpoint.inference_token}"
+        self.inference.headers.update(self.marks)
 
     def _manage(self, method: str, path: str, **kw: Any) -> requests.Response:
         url = self.endpoint.management_url.rstrip("/") + path
@@ -273,7 +280,7 @@ class Client:
     def load(self, path: str, bodies: list[Any], users: int, seconds: float) -> LoadResult:
         """A burst of ``users`` concurrent clients POSTing ``bodies`` to ``path`` (a separate process)."""
         e = self.endpoint
-        return loadgen.run(e.inference_url, path, e.inference_token, bodies, users, seconds)
+        return loadgen.run(e.inference_url, path, e.inference_token, bodies, users, seconds, self.marks)
 
     def predict(self, name: str, body: Any, version: str | None = None) -> tuple[int, Any]:
         """POST a body to the model (or one version); returns the status and the decoded answer."""
