@@ -397,6 +397,7 @@ def monitor(
 ) -> Monitoring:
     """Observe the lookback window (or from ``since``) and decide which thresholds it breaches."""
     t0 = time.perf_counter()
+    gates.check_metrics(task_of(contract).metric_names, contract.task)
     until = now or time.time()
     start = max(since or 0.0, until - params.lookback_hours * 3600)
     headline = next(iter(gates.minimum), None) or next(iter(gates.maximum), None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -41,6 +42,18 @@ def read_properties(path: Path) -> dict[str, str]:
         key, _, value = line.partition("=")
         props[key.strip()] = value.strip().replace("\\\\", "\\")
     return props
+
+
+ARCHIVE_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*\.mar"  # what install_archive names an archive, and no path
+
+
+def archive_url_pattern(prefix: str) -> str:
+    """An ``allowed_urls`` entry (a Java regex) admitting archives directly under ``prefix`` only.
+
+    For a local server the prefix is ``file://`` and its model store's absolute path; for a remote
+    one, its ``MLOPS_<ENV>_ARCHIVE_URL_PREFIX``.
+    """
+    return re.escape(prefix.rstrip("/")) + "/" + ARCHIVE_NAME
 
 
 @dataclass(frozen=True)
@@ -114,11 +127,16 @@ class LocalServer:
         """The committed config plus this machine's paths.
 
         Worker sockets go to the environment's temp dir (two servers would otherwise share
-        /tmp/.ts.sock.9000), and the metrics config is added.
+        /tmp/.ts.sock.9000), the metrics config is added, and ``allowed_urls`` admits this
+        environment's model store by its absolute path: the committed pattern (any folder ending
+        in ``.serve/<env>/model-store/``) would admit a look-alike folder anywhere.
         """
         lines = self.config.read_text().splitlines()
         vmargs = f"{self.props.get('vmargs', '')} -Djava.io.tmpdir={self.tmp}".strip()
-        lines = [line for line in lines if not line.strip().startswith("vmargs=")] + [f"vmargs={vmargs}"]
+        others = [e for e in self.props.get("allowed_urls", "").split(",") if e and "model-store" not in e]
+        allowed = ",".join([archive_url_pattern(f"file://{self.store}"), *others]).replace("\\", "\\\\")
+        lines = [line for line in lines if not line.strip().startswith(("vmargs=", "allowed_urls="))]
+        lines += [f"vmargs={vmargs}", f"allowed_urls={allowed}"]
         metrics = self.config.with_name("metrics.yaml")
         if metrics.exists() and "metrics_config" not in self.props:
             lines.append(f"metrics_config={metrics}")
