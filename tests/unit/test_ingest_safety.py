@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 
 import pandas as pd
@@ -125,6 +126,16 @@ def test_two_different_bad_batches_of_one_name_are_both_kept(tmp_path, contract)
 
 def test_a_fifo_is_not_read(tmp_path, contract):
     (tmp_path / "landing").mkdir()
-    os.mkfifo(tmp_path / "landing" / "2026-01.csv")  # opening it for reading would block
-    result = run(tmp_path, contract)
+    os.mkfifo(tmp_path / "landing" / "2026-01.csv")  # opening it for reading blocks until a writer comes
+
+    def blocked(*_):
+        raise TimeoutError("ingest blocked on a fifo")
+
+    old = signal.signal(signal.SIGALRM, blocked)
+    signal.alarm(30)
+    try:
+        result = run(tmp_path, contract)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
     assert "not a regular file" in result.skipped["2026-01.csv"]
