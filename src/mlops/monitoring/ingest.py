@@ -178,14 +178,14 @@ def _exclusive(raw_dir: Path) -> Iterator[None]:
 def _commit(journal: Journal, fs: Any, raw_dir: Path, cwd: Path | None) -> None:
     """``dvc add`` data/raw, then delete the landed originals; on a DVC failure, undo the copies."""
     if journal.dvc_add:
-        proc = subprocess.run(["dvc", "add", "-q", str(raw_dir)], capture_output=True, text=True, cwd=cwd)
+        proc = subprocess.run(["dvc", "add", str(raw_dir)], capture_output=True, text=True, cwd=cwd)
         if proc.returncode != 0:
             for entry in journal.added:  # the original is still in landing: nothing is lost
                 if fs.exists(entry["source"]):
                     (raw_dir / entry["name"]).unlink(missing_ok=True)
             journal.remove()
             raise ServiceError(
-                f"dvc add {raw_dir} failed: {proc.stderr.strip()[-500:]}\n"
+                f"dvc add {raw_dir} failed: {(proc.stderr or proc.stdout).strip()[-500:]}\n"
                 "The batches stay in the landing place; fix DVC (`dvc doctor`) and run the ingest again."
             )
     for entry in journal.added:
