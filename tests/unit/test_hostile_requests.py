@@ -250,7 +250,12 @@ def bodies(draw: st.DrawFn, rows: list[dict[str, Any]]) -> Any:
     return draw(st.sampled_from([mutated[0], mutated, {"instances": mutated}]))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=150,
+    deadline=None,
+    database=None,  # nothing written into the checkout; a failure prints the example to reproduce it
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(data=st.data())
 def test_any_json_gets_200_or_a_bounded_400_and_never_hurts_its_neighbour(handler, rows, data):
     value = data.draw(bodies(rows))
