@@ -64,6 +64,10 @@ class ModelHandler:
             except RequestError as e:
                 context.set_response_status(400, "Bad Request", idx=i)
                 results[i] = e.to_dict()
+            except Exception as e:  # a bug in the checks: this request fails, never its batch
+                log.error("reading a request failed: %s", type(e).__name__)
+                context.set_response_status(500, "Internal Server Error", idx=i)
+                results[i] = {"error": f"the request could not be read: {type(e).__name__}"}
         if not groups:
             return results
         rows, served, request_ids, traffic = [], [], [], []
