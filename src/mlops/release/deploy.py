@@ -96,6 +96,7 @@ class Context(Site):
         Checks that the archive and the offline model are the ones it names (sha256); raises
         UserError otherwise.
         """
+        site.params.gates.check_metrics(task_of(contract).metric_names, contract.task)
         package = read_json(package_file)
         archive = package_file.parent / package["archive"]
         if not archive.exists():

@@ -29,6 +29,7 @@ from mlops.core.errors import MlopsError, ServiceError, UserError
 from mlops.release import faults, records
 from mlops.release.records import Deployment
 from mlops.serving.torchserve import Client, Endpoint, local_server, resolve
+from mlops.serving.traffic import CHECK_TRAFFIC
 
 
 class RecordError(ServiceError):
@@ -83,8 +84,11 @@ class Site:
         return endpoint
 
     def client(self, env: str, start: bool = True) -> Client:
-        """A client of ``env``'s server; a local one that is down is started (or, without ``start``, an error)."""
-        return Client(self.endpoint(env, start))
+        """A client of ``env``'s server; a local one that is down is started (or, without ``start``, an error).
+
+        Its predictions are the deployment checks': marked, so that monitoring leaves them out.
+        """
+        return Client(self.endpoint(env, start), traffic=CHECK_TRAFFIC)
 
     def running(self, env: str) -> Client | None:
         """A client of ``env``'s server, or None when it is a local server that is not running."""
