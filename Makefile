@@ -14,7 +14,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export NO_MKDOCS_2_WARNING := 1  # mkdocs-material's notice about its successor, printed on every build
 
 .PHONY: help setup data repro lint format test demo serve-up down deploy-staging promote-production \
-	rollback-production status bench bench-pipeline pr test-unit ci-data ci-push ci-artifact ci-deploy-staging \
+	rollback-production status reconcile publish bench bench-pipeline pr test-unit ci-data ci-push ci-artifact ci-deploy-staging \
 	ci-promote-production ingest monitor cycle ci-monitor ci-monitor-alert ci-retrain bench-monitoring docs clean
 
 help: ## list the targets
@@ -76,7 +76,7 @@ demo: setup ## fresh clone -> trained, tracked model served by local staging and
 	@echo "  plots            dvc plots show           -> dvc_plots/index.html; PNGs in reports/evaluate/"
 	@echo "  data validation  reports/validation.json"
 	@echo "  MLflow runs      $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db  -> http://127.0.0.1:5000"
-	@echo "  promotions       git tag -n99 -l 'model/production/*'"
+	@echo "  promotions       gto show; gto history   (git tags in GTO's format, records in the tag messages)"
 	@echo
 	@echo "Ask production (ready to paste):"
 	@mlops serve request production
@@ -92,14 +92,20 @@ down: setup ## stop the local TorchServe servers
 deploy-staging: setup ## deploy models/*.mar to staging: register, READY, checks, set-default
 	mlops deploy staging
 
-promote-production: setup ## promote what passed staging to production; adds a model/production/<n> tag
+promote-production: setup ## promote what passed staging to production; records it as a git tag (GTO)
 	mlops promote production
 
-rollback-production: setup ## make production's previous version the default again; adds a tag
+rollback-production: setup ## make production's previous version the default again; records it as a git tag
 	mlops rollback production
 
-status: setup ## what each environment serves
+status: setup ## what each environment serves, and where its records differ
 	mlops status
+
+reconcile: setup ## bring ENV's (default production) server, ledger, tag and alias in line; finish an interrupted move
+	mlops reconcile $(or $(ENV),production)
+
+publish: setup ## upload the archive to MLOPS_<ENV>_ARCHIVE_URL_PREFIX (ENV default production), verified
+	mlops publish $(or $(ENV),production)
 
 bench: setup ## serving benchmark against production (after make demo): writes reports/bench.json
 	mlops bench production

@@ -413,7 +413,7 @@ def _production(f: Facts) -> list[str]:
     out = ["\n### This branch vs production (same holdout)\n"]
     p = f.production
     if p is None:
-        return [*out, f"Nothing is in production yet: no `{records.PRODUCTION_TAG}*` tag."]
+        return [*out, "Nothing is in production yet: no production record in git (`gto show`)."]
     if p.pipeline is None:
         return [*out, f"Production is `{p.record.get('version')}` ({p.tag}), but {p.problem}"]
     out += [f"Production serves `{p.record.get('version')}` ({p.tag}).\n"]
