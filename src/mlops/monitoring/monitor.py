@@ -26,7 +26,7 @@ from mlops.core import paths
 from mlops.core.artifacts import read_json
 from mlops.core.config import GateParams, MonitorParams
 from mlops.core.contract import Contract
-from mlops.core.errors import UserError
+from mlops.core.errors import ServiceError, UserError
 from mlops.core.task import Task, task_of
 from mlops.pipeline import figures
 from mlops.pipeline.datasets import read_table
@@ -47,15 +47,28 @@ def _files(location: str | Path, pattern: str) -> tuple[Any, list[str]]:
 
 
 def read_log(location: str | Path, since: float, until: float) -> pd.DataFrame:
-    """Logged rows in [since, until): inputs as columns, plus request_id, time, version, id, score columns."""
+    """Logged rows in [since, until): inputs as columns, plus request_id, time, version, id, score columns.
+
+    Raises ServiceError when the log cannot be read (no such location, an unreadable file or line):
+    the monitor then cannot observe, which is not the same as observing nothing wrong.
+    """
     records: list[dict[str, Any]] = []
-    fs, paths = _files(location, "predictions-*.jsonl*")
-    for path in paths:
-        with fs.open(path, "rb") as f:
-            for line in f:
-                r = orjson.loads(line)
-                if since <= r["time"] < until:
-                    records.append(r)
+    try:
+        fs, root = fsspec.core.url_to_fs(str(location))
+        if not fs.exists(root):
+            raise ServiceError(f"the prediction log {location} does not exist (has the server shipped any?)")
+        _, paths = _files(location, "predictions-*.jsonl*")
+        for path in paths:
+            with fs.open(path, "rb") as f:
+                for n, line in enumerate(f, 1):
+                    try:
+                        r = orjson.loads(line)
+                    except orjson.JSONDecodeError as e:
+                        raise ServiceError(f"the prediction log {path} line {n} is not JSON: {e}") from e
+                    if since <= r["time"] < until:
+                        records.append(r)
+    except (OSError, ValueError, KeyError, TypeError) as e:  # fsspec and the file system raise many kinds
+        raise ServiceError(f"cannot read the prediction log {location}: {type(e).__name__}: {str(e)[:200]}") from e
     if not records:
         return pd.DataFrame()
     frame = pd.DataFrame.from_records([r["inputs"] for r in records])
@@ -136,15 +149,22 @@ def drift_table(
 
 
 def scrape(metrics_url: str | None) -> dict[str, float]:
-    """Totals of the TorchServe metrics the report uses (empty when unreachable)."""
+    """Totals of the TorchServe metrics the report uses (empty when no metrics API is configured).
+
+    Raises ServiceError when the configured metrics API cannot be read: a server that cannot be
+    seen must not look healthy.
+    """
     if not metrics_url:
         return {}
+    url = metrics_url.rstrip("/") + "/metrics"
     try:
-        text = requests.get(metrics_url.rstrip("/") + "/metrics", timeout=10).text
-    except requests.RequestException:
-        return {}
+        response = requests.get(url, timeout=10)
+        response.raise_for_status()
+        families = list(text_string_to_metric_families(response.text))
+    except (requests.RequestException, ValueError) as e:
+        raise ServiceError(f"cannot scrape {url}: {type(e).__name__}: {str(e)[:200]}") from e
     totals: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
+    for family in families:
         for sample in family.samples:
             key = sample.name.removesuffix("_total")  # the parser names counter samples <name>_total
             if key in ("MissingValues", "PredictionBucket"):
@@ -464,15 +484,23 @@ def monitor_environment(
     labels: str | Path | None = paths.LABELS,
     reference: Path | None = None,
     since: float | None = None,
+    metrics_url: str | None = None,
 ) -> Monitoring:
-    """Monitor one environment with its own prediction log, metrics and access log by default."""
-    endpoint = resolve(env, site.serve_dir, site.runtime_dir)
-    local = endpoint.local
+    """Monitor one environment with its own prediction log, metrics and access log by default.
+
+    ``metrics_url`` overrides the environment's metrics API ("" for none); with it and ``log_dir``
+    given, the environment's server settings (URLs, tokens) are not needed at all.
+    """
+    local = None
+    if log_dir is None or metrics_url is None:
+        endpoint = resolve(env, site.serve_dir, site.runtime_dir)
+        local = endpoint.local
+        metrics_url = endpoint.metrics_url if metrics_url is None else metrics_url
     log_dir = log_dir or (local.home / "predictions" if local else None)
     if log_dir is None:
         raise UserError(f"remote {env}: pass --log-dir with the server's prediction log")
     ref, offline = training_reference(site, reference)
-    sources = Sources(env, log_dir, ref, offline, endpoint.metrics_url, local.logs if local else None, labels)
+    sources = Sources(env, log_dir, ref, offline, metrics_url or None, local.logs if local else None, labels)
     return monitor(sources, contract, site.params.monitor, site.params.gates, since=since)
 
 
