@@ -46,6 +46,7 @@ COMMANDS: dict[str, Command] = {
     "promote": Command("mlops.commands.release:promote_main", "promote what passed staging to production; git tag"),
     "rollback": Command("mlops.commands.release:rollback_main", "make the previous version the default again"),
     "status": Command("mlops.commands.release:status_main", "what each environment serves"),
+    "pending": Command("mlops.commands.release:pending_main", "deploy=true|false: not what production's record names"),
     "bench": Command("mlops.commands.bench", "serving benchmark against an environment"),
     "pr": Command("mlops.commands.pr:pr_main", "what PR CI runs: dvc repro, report vs base and production, gate"),
     "report": Command("mlops.commands.pr:report_main", "the PR report and gate only (no dvc repro)"),

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from mlops.commands.common import context, parser, release_args, site
+from mlops.core import paths
+from mlops.core.artifacts import read_json
+from mlops.core.errors import UserError
+from mlops.core.lineage import file_sha256
 from mlops.core.task import TASKS
-from mlops.release import deploy
+from mlops.release import deploy, records
 from mlops.serving.torchserve import ENVIRONMENTS
 
 # the metrics a status line shows: each task's first three, in its order
@@ -38,6 +44,32 @@ def rollback_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("env", choices=ENVIRONMENTS)
     args = p.parse_args(argv)
     deploy.rollback(site(args, "rollback"), args.env)
+    return 0
+
+
+def pending_main(argv: Sequence[str] | None = None) -> int:
+    p = parser("pending", "deploy=true|false: whether production's record names another archive than this one")
+    p.add_argument("--package", type=Path, default=paths.PACKAGE, help="the archive's record")
+    args = p.parse_args(argv)
+    package = read_json(args.package)
+    archive = args.package.parent / package["archive"]
+    if not archive.exists():
+        raise UserError(f"{archive}: no model archive (run `dvc repro` or `dvc pull`)")
+    sha256 = file_sha256(archive)
+    if sha256 != package["sha256"]:
+        raise UserError(
+            f"{archive}: sha256 {sha256[:12]}... is not the {package['sha256'][:12]}... {args.package} names"
+        )
+    found = records.production_record(args.root)
+    serving = found[1].get("sha256") if found else None
+    pending = serving != sha256
+    why = (
+        "production has no record yet" if found is None
+        else f"production's record {found[0]} names {str(serving)[:12]}..." if pending
+        else f"production's record {found[0]} already names this archive: nothing to deploy"
+    )  # fmt: skip
+    print(f"{archive} sha256 {sha256[:12]}...: {why}", file=sys.stderr)
+    print(f"deploy={str(pending).lower()}\nsha256={sha256}")
     return 0
 
 
