@@ -67,7 +67,7 @@ test-e2e: setup ## end-to-end tests and the workflows run by act (the whole loop
 	pytest -m "e2e or workflows"
 
 pr: setup ## what the PR workflow runs: dvc repro, report vs BASE and production, gate (make pr BASE=main)
-	mlops pr --base $(or $(BASE),main)
+	mlops pr --base $(or $(BASE),main) $(if $(PR_NOTE),--note "$(PR_NOTE)")
 
 demo: setup ## fresh clone -> trained, tracked model served by local staging and production
 	@test -d data/raw || $(MAKE) --no-print-directory data
@@ -145,6 +145,7 @@ ci-data: ci-remote ## data and run-cache from the DVC remote; without one, only 
 	  echo "No DVC remote (DVC_REMOTE_URL is not set): using data/raw as it is." | tee -a $(SUMMARY); \
 	elif mlops data >/dev/null 2>&1 && dvc add -q data/raw && git diff --quiet -- data/raw.dvc; then \
 	  echo "No DVC remote (DVC_REMOTE_URL is not set): regenerated the example data, which is exactly what data/raw.dvc names (only the example repository can do this); production's model cannot be fetched for comparison." | tee -a $(SUMMARY); \
+	  echo "PR_NOTE=No DVC remote (DVC_REMOTE_URL is not set, as for pull requests from forks): this run regenerated the example data, and compares with production only if it rebuilt production's model itself." >> $${GITHUB_ENV:-/dev/null}; \
 	else \
 	  git checkout -q -- data/raw.dvc 2>/dev/null; rm -rf data/raw; \
 	  echo "error: no DVC remote: set the variable DVC_REMOTE_URL (and the storage credentials) to pull this repository's data; data/raw.dvc is not the example data. Pull requests from forks get no variables: push the branch to this repository to reproduce it." >&2; \

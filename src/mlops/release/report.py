@@ -180,6 +180,7 @@ class Facts:
     vs_production: list[Comparison]
     data: DataDiff
     images: dict[str, str]
+    notes: list[str] = field(default_factory=list)  # what the caller knows and the reader must (CI's data source)
 
 
 def _dvc_json(root: Path, *args: str) -> Any:
@@ -494,17 +495,27 @@ def _pipeline(f: Facts) -> list[str]:
 def render(facts: Facts, failures: list[str]) -> str:
     """The report as markdown: the verdict first, then each section in a fixed order."""
     sections = (_params, _metrics, _production, _plots, _data, _pipeline)
-    lines = _verdict(failures, facts)
+    lines = _verdict(failures, facts) + [f"> ⚠️ {note}\n" for note in facts.notes]
     for section in sections:
         lines += section(facts)
     return "\n".join(lines).rstrip() + "\n"
 
 
 def write(
-    root: Path, base: str, contract: Contract, gates: GateParams, out: Path, repro_result: Repro | None
+    root: Path,
+    base: str,
+    contract: Contract,
+    gates: GateParams,
+    out: Path,
+    repro_result: Repro | None,
+    notes: list[str] | None = None,
 ) -> list[str]:
-    """Collect, decide and render the report to ``out`` (pictures beside it); return the gate's failures."""
+    """Collect, decide and render the report to ``out`` (pictures beside it); return the gate's failures.
+
+    ``notes`` are shown under the verdict (for example, that CI had no DVC remote).
+    """
     facts = collect(root, base, contract, gates, out.parent, repro_result)
+    facts.notes = list(notes or [])
     failures = decide(facts, gates)
     out.write_text(render(facts, failures))
     return failures
