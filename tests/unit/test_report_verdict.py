@@ -43,3 +43,11 @@ def test_without_production_the_verdict_says_there_was_nothing_to_compare():
     line = verdict(facts(None, []))
     assert "nothing in production to compare with yet" in line
     assert "within the regression budget" not in line
+
+
+def test_notes_from_the_caller_are_shown_under_the_verdict():
+    f = facts(None, [])
+    f.notes = ["No DVC remote: this run regenerated the example data."]
+    lines = report.render(f, []).splitlines()
+    assert lines[0].startswith("## ✅ Gate passed")
+    assert "> ⚠️ No DVC remote: this run regenerated the example data." in lines[1:4]
