@@ -123,7 +123,12 @@ def emit(data: Any, opts: dict[str, Any]) -> None:
 
 def body_of(opts: dict[str, Any]) -> str:
     if "body-file" in opts:
-        return sys.stdin.read() if opts["body-file"] == "-" else Path(opts["body-file"]).read_text()
+        if opts["body-file"] == "-":
+            return sys.stdin.read()
+        try:
+            return Path(opts["body-file"]).read_text()
+        except OSError:
+            die(f"open {opts['body-file']}: no such file or directory")
     return str(opts.get("body", ""))
 
 
