@@ -31,7 +31,7 @@ def test_a_a_param_change_gets_one_report_comment_updated_in_place(param_pr: Ste
     assert [e["by"] for e in comment["edits"]] == [BOT]
     body = comment["body"]
     assert body.startswith("## ✅ Gate passed: meets the thresholds, within the regression budget")
-    assert "| `train.hist_gradient_boosting.learning_rate` | 0.0500 | 0.1000 |" in body
+    assert "| `train.linear.C` | 1.0000 | 0.3000 |" in body
     assert "Production serves" in body
     assert WATERMARK in body
     # the pictures CML published are the report's own, beside it
