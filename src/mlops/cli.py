@@ -48,6 +48,7 @@ COMMANDS: dict[str, Command] = {
     "reconcile": Command("mlops.commands.release:reconcile_main", "repair an environment: finish an interrupted move"),
     "status": Command("mlops.commands.release:status_main", "what each environment serves, and what differs"),
     "publish": Command("mlops.commands.release:publish_main", "upload the archive where a remote server fetches it"),
+    "pending": Command("mlops.commands.release:pending_main", "deploy=true|false: not what production's record names"),
     "bench": Command("mlops.commands.bench", "serving benchmark against an environment"),
     "pr": Command("mlops.commands.pr:pr_main", "what PR CI runs: dvc repro, report vs base and production, gate"),
     "report": Command("mlops.commands.pr:report_main", "the PR report and gate only (no dvc repro)"),

@@ -163,8 +163,9 @@ def test_the_whole_loop(loop):
     sh("git", "commit", "-qm", "results of learn faster", cwd=dev)
     sh("git", "push", "-q", "origin", "main", cwd=dev)
     runner = clone(origin, base / "deploy")
-    artifact = make("ci-artifact", cwd=runner)
+    artifact = make("ci-build", cwd=runner)
     assert "Running stage" not in artifact.stdout  # the PR's artifact, pulled, not rebuilt
+    assert "deploy=true" in artifact.stdout
     make("ci-deploy-staging", cwd=runner)
     make("ci-promote-production", cwd=runner)
     sh("git", "push", "-q", "origin", "--tags", cwd=runner)

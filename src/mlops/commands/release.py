@@ -1,18 +1,20 @@
-"""``mlops deploy|promote|rollback|reconcile|status|publish``: moves between environments, and their records."""
+"""``mlops deploy|promote|rollback|reconcile|status|publish|pending``: moves between environments, and their records."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from mlops.commands.common import context, parser, release_args, site
 from mlops.core import paths
+from mlops.core.artifacts import read_json
 from mlops.core.errors import UserError
 from mlops.core.lineage import file_sha256
 from mlops.core.progress import Progress
-from mlops.release import environments
+from mlops.release import environments, records
 from mlops.release.environments import Options
 from mlops.release.publish import archive_prefix, prefix_variable, publish
 from mlops.serving.torchserve import ENVIRONMENTS
@@ -103,6 +105,32 @@ def publish_main(argv: Sequence[str] | None = None) -> int:
     where = (args.prefix and "--prefix") or prefix_variable(args.env)
     said = "published" if done.uploaded else "already published"
     progress(f"{said} {done.url} (sha256 {done.sha256[:12]}..., read back and verified; prefix from {where})")
+    return 0
+
+
+def pending_main(argv: Sequence[str] | None = None) -> int:
+    p = parser("pending", "deploy=true|false: whether production's record names another archive than this one")
+    p.add_argument("--package", type=Path, default=paths.PACKAGE, help="the archive's record")
+    args = p.parse_args(argv)
+    package = read_json(args.package)
+    archive = args.package.parent / package["archive"]
+    if not archive.exists():
+        raise UserError(f"{archive}: no model archive (run `dvc repro` or `dvc pull`)")
+    sha256 = file_sha256(archive)
+    if sha256 != package["sha256"]:
+        raise UserError(
+            f"{archive}: sha256 {sha256[:12]}... is not the {package['sha256'][:12]}... {args.package} names"
+        )
+    found = records.production_record(args.root)
+    serving = found[1].get("sha256") if found else None
+    pending = serving != sha256
+    why = (
+        "production has no record yet" if found is None
+        else f"production's record {found[0]} names {str(serving)[:12]}..." if pending
+        else f"production's record {found[0]} already names this archive: nothing to deploy"
+    )  # fmt: skip
+    print(f"{archive} sha256 {sha256[:12]}...: {why}", file=sys.stderr)
+    print(f"deploy={str(pending).lower()}\nsha256={sha256}")
     return 0
 
 
