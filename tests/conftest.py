@@ -15,6 +15,9 @@ from support.project import deep_merge, make_project, repro, sh, stages_run
 
 __all__ = ["FIXTURES", "ROOT", "deep_merge", "make_project", "repro", "sh", "stages_run"]
 
+# the team stack (object store, PostgreSQL, MLflow server): session fixtures, started only when asked for
+pytest_plugins = ["support.team"]
+
 BIN = Path(sys.executable).parent
 
 

@@ -1,0 +1,251 @@
+"""A team's stack on loopback, started by session fixtures: an S3 server, PostgreSQL, an MLflow server.
+
+moto's S3 server stands in for the object store (S3, or anything S3-compatible); PostgreSQL and
+MLflow are the real programs. Each runs in its own process group on a free 127.0.0.1 port and
+is stopped with its whole group; a fixture skips (with the reason) only when the machine lacks
+the program it needs. Tests isolate themselves by unique names (bucket, experiment, model),
+never by resetting a shared server.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.servers import free_ports
+
+BIN = Path(sys.executable).parent  # the venv's bin: moto_server, mlflow
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
+    """Poll ``url`` until it answers below 500; fail fast (with the log's tail) if ``proc`` exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited {proc.returncode} before {url} answered:\n{tail(log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status < 500:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer in {timeout:.0f}s:\n{tail(log)}")
+        time.sleep(0.1)
+
+
+def tail(log: Path, n: int = 3000) -> str:
+    try:
+        return log.read_text(errors="replace")[-n:]
+    except OSError:
+        return ""
+
+
+def stop_group(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """Stop a process started with ``start_new_session`` and every child of it (server workers)."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+def start(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+class ObjectStore:
+    """``moto_server`` (S3 API) in its own process; clients find it through ``env()``."""
+
+    def __init__(self, workdir: Path):
+        (self.port,) = free_ports(1)
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.log = workdir / "moto.log"
+
+    def env(self) -> dict[str, str]:
+        """What every client (DVC, s3fs, boto3, the MLflow server) needs: the endpoint and credentials."""
+        return {**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint, "MLFLOW_S3_ENDPOINT_URL": self.endpoint}
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name=CREDENTIALS["AWS_DEFAULT_REGION"],
+        )
+
+    def bucket(self) -> str:
+        """A new bucket of a unique name."""
+        name = f"t-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def __enter__(self) -> ObjectStore:
+        t0 = time.perf_counter()
+        self.proc = start([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)], self.log)
+        try:
+            wait_http(f"{self.endpoint}/moto-api/", self.proc, self.log)
+        except BaseException:
+            stop_group(self.proc)
+            raise
+        self.startup_s = time.perf_counter() - t0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stop_group(self.proc)
+
+
+def postgres_bin() -> Path | None:
+    """The directory of PostgreSQL's server programs (Debian's layout, else PATH), or None."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: p.parts[-3].zfill(4))
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+class Postgres:
+    """A throwaway cluster: ``initdb`` + ``pg_ctl`` in a fresh temp dir, fsync off, one database.
+
+    PostgreSQL refuses to run as root: as root, its programs run as the ``postgres`` system user
+    (``runuser``), in a directory under the system temp dir that user owns (pytest's own temp
+    dirs are private to root).
+    """
+
+    def __init__(self, bindir: Path, dbname: str = "mlflow"):
+        self.bindir = bindir
+        self.dbname = dbname
+        (self.port,) = free_ports(1)
+
+    def _run(self, *cmd: str) -> None:
+        as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        proc = subprocess.run([*as_postgres, *cmd], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+
+    def url(self) -> str:
+        """The SQLAlchemy URL (``postgresql://`` is psycopg 3 in SQLAlchemy 2.1)."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{self.dbname}"
+
+    def __enter__(self) -> Postgres:
+        t0 = time.perf_counter()
+        self.dir = Path(tempfile.mkdtemp(prefix="mlops-pg-"))
+        if os.geteuid() == 0:
+            user = pwd.getpwnam("postgres")
+            os.chown(self.dir, user.pw_uid, user.pw_gid)
+        data = self.dir / "data"
+        try:
+            self._run(str(self.bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync",
+                      "-E", "UTF8", "--locale=C.UTF-8")  # fmt: skip
+            options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+                       "-c synchronous_commit=off -c full_page_writes=off")  # fmt: skip
+            self._run(str(self.bindir / "pg_ctl"), "-D", str(data), "-l", str(self.dir / "log"), "-o", options,
+                      "-w", "-t", "60", "start")  # fmt: skip
+            self._run(str(self.bindir / "createdb"), "-h", str(self.dir), "-p", str(self.port), "-U", "postgres",
+                      self.dbname)  # fmt: skip
+        except BaseException:
+            self.__exit__()
+            raise
+        self.startup_s = time.perf_counter() - t0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if (self.dir / "data" / "postmaster.pid").exists():
+                self._run(str(self.bindir / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class TrackingServer:
+    """``mlflow server`` on PostgreSQL, artifacts proxied to a bucket of the object store.
+
+    Clients need only ``MLFLOW_TRACKING_URI``: artifacts go through the server
+    (``mlflow-artifacts:``), so they hold no object-store credentials.
+    """
+
+    def __init__(self, store: ObjectStore, database: Postgres, workdir: Path, workers: int = 2):
+        (self.port,) = free_ports(1)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.store = store
+        self.database = database
+        self.workers = workers
+        self.log = workdir / "mlflow-server.log"
+
+    def __enter__(self) -> TrackingServer:
+        t0 = time.perf_counter()
+        self.bucket = self.store.bucket()
+        # the job runner (huey consumers, each importing mlflow) serves only GenAI server-side jobs:
+        # off, the server answers in seconds instead of tens of seconds on a small machine
+        env = {**os.environ, **self.store.env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        cmd = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
+               "--backend-store-uri", self.database.url(), "--artifacts-destination", f"s3://{self.bucket}/mlflow",
+               "--serve-artifacts", "--workers", str(self.workers)]  # fmt: skip
+        self.proc = start(cmd, self.log, env)
+        try:
+            wait_http(f"{self.url}/health", self.proc, self.log, timeout=240)
+        except BaseException:
+            stop_group(self.proc)
+            raise
+        self.startup_s = time.perf_counter() - t0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stop_group(self.proc)
+
+
+# ---- fixtures (a pytest plugin: tests/conftest.py lists it in pytest_plugins) -----------------------
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    """The session's S3 server (moto, a pinned dependency: never skipped)."""
+    with ObjectStore(tmp_path_factory.mktemp("object-store")) as store:
+        yield store
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    """The session's PostgreSQL cluster; skipped only where PostgreSQL is not installed."""
+    bindir = postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (no initdb in /usr/lib/postgresql/*/bin or on PATH)")
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root without a 'postgres' system user to run PostgreSQL as")
+    with Postgres(bindir) as database:
+        yield database
+
+
+@pytest.fixture(scope="session")
+def tracking_server(
+    object_store: ObjectStore, postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TrackingServer]:
+    """The session's MLflow tracking server on PostgreSQL with artifacts in the object store."""
+    with TrackingServer(object_store, postgres, tmp_path_factory.mktemp("tracking")) as server:
+        yield server
