@@ -45,6 +45,7 @@ def configure(root: Path) -> str:
 
 
 def _experiment(name: str) -> str:
+    """The id of experiment ``name``, created if missing (safe when clones create it at once)."""
     client = MlflowClient()
     found = client.get_experiment_by_name(name)
     if found is not None:
@@ -53,7 +54,16 @@ def _experiment(name: str) -> str:
     uri = mlflow.get_tracking_uri()
     if uri.startswith("sqlite:///"):  # keep artifacts beside the database, not in the cwd
         location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
-    return str(client.create_experiment(name, artifact_location=location))
+    try:
+        return str(client.create_experiment(name, artifact_location=location))
+    except mlflow.exceptions.MlflowException as e:
+        # another clone (or thread) created it between our lookup and create: use theirs
+        if e.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        created = client.get_experiment_by_name(name)
+        if created is None:
+            raise
+        return str(created.experiment_id)
 
 
 def log_training(
