@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from mlops.core.lineage import file_sha256
 from mlops.core.progress import Progress
 from mlops.release import environments, records
 from mlops.release.environments import Options
-from mlops.release.publish import archive_prefix, prefix_variable, publish
+from mlops.release.publish import archive_prefix, prefix_variable, publish, publish_layout
 from mlops.serving.torchserve import ENVIRONMENTS
 
 
@@ -89,6 +90,11 @@ def publish_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("env", choices=ENVIRONMENTS)
     p.add_argument("--package", type=Path, default=paths.PACKAGE, help="the archive's record")
     p.add_argument("--prefix", help="the fsspec URL prefix (default: $MLOPS_<ENV>_ARCHIVE_URL_PREFIX)")
+    p.add_argument(
+        "--layout",
+        action="store_true",
+        help="publish the folder <prefix>/<name>-<version>/ a KServe storageUri names (config/, model-store/)",
+    )
     args = p.parse_args(argv)
     progress = Progress("publish")
     try:
@@ -101,7 +107,11 @@ def publish_main(argv: Sequence[str] | None = None) -> int:
     if file_sha256(archive) != package["sha256"]:
         raise UserError(f"{archive}: sha256 differs from {args.package}; rebuild it with `dvc repro package`")
     prefix = args.prefix or archive_prefix(args.env)
-    done = publish(archive, package["sha256"], prefix, package["name"], package["version"])
+    if args.layout:
+        with tempfile.TemporaryDirectory() as tmp:
+            done = publish_layout(archive, package["sha256"], prefix, package["name"], package["version"], Path(tmp))
+    else:
+        done = publish(archive, package["sha256"], prefix, package["name"], package["version"])
     where = (args.prefix and "--prefix") or prefix_variable(args.env)
     said = "published" if done.uploaded else "already published"
     progress(f"{said} {done.url} (sha256 {done.sha256[:12]}..., read back and verified; prefix from {where})")

@@ -60,13 +60,12 @@ def _sha256(fs: Any, path: str) -> str:
     return digest.hexdigest()
 
 
-def publish(archive: Path, sha256: str, prefix: str, name: str, version: str) -> Published:
-    """Upload ``archive`` as ``<prefix>/<name>-<version>.mar``, verified by reading it back.
+def _upload(source: Path, sha256: str, url: str) -> bool:
+    """Put ``source`` at ``url`` (a temporary name, moved into place, read back); False if already there.
 
-    Idempotent: an identical file already there is left as it is. Raises UserError when a
-    different file holds that name, ServiceError when storage fails or the copy read back differs.
+    Raises UserError when a different file holds that name, ServiceError when storage fails or
+    the copy read back differs.
     """
-    url = f"{prefix.rstrip('/')}/{archive_name(name, version)}"
     fs, path = _filesystem(url)
     try:
         if fs.exists(path):
@@ -76,16 +75,71 @@ def publish(archive: Path, sha256: str, prefix: str, name: str, version: str) ->
                     f"{url} already holds another file (sha256 {there[:12]}..., expected {sha256[:12]}...); "
                     "a server may have registered it: remove it by hand if it is wrong"
                 )
-            return Published(url, sha256, uploaded=False)
+            return False
         parent = path.rsplit("/", 1)[0]
         fs.makedirs(parent, exist_ok=True)
         partial = f"{path}.part-{uuid.uuid4().hex[:8]}"
-        fs.put_file(str(archive), partial)
+        fs.put_file(str(source), partial)
         fs.mv(partial, path)
         back = _sha256(fs, path)
     except (OSError, RuntimeError) as e:
-        raise ServiceError(f"publishing {archive} to {url}: {e}") from None
+        raise ServiceError(f"publishing {source} to {url}: {e}") from None
     if back != sha256:
         fs.rm(path)
         raise ServiceError(f"{url}: read back sha256 {back[:12]}..., uploaded {sha256[:12]}...; removed it, try again")
-    return Published(url, sha256, uploaded=True)
+    return True
+
+
+def publish(archive: Path, sha256: str, prefix: str, name: str, version: str) -> Published:
+    """Upload ``archive`` as ``<prefix>/<name>-<version>.mar``, verified by reading it back.
+
+    Idempotent: an identical file already there is left as it is. Raises UserError when a
+    different file holds that name, ServiceError when storage fails or the copy read back differs.
+    """
+    url = f"{prefix.rstrip('/')}/{archive_name(name, version)}"
+    return Published(url, sha256, uploaded=_upload(archive, sha256, url))
+
+
+# TorchServe started from the layout alone (a KServe predictor, a pod): the model is loaded at
+# start and never changes (a new model is a new layout, rolled out), so the model API is off;
+# the ports are KServe's TorchServe runtime's, and TS_* variables may override any setting.
+LAYOUT_CONFIG = """\
+# TorchServe for one published model version: started with
+#   torchserve --start --ts-config config/config.properties --model-store model-store
+inference_address=http://0.0.0.0:8085
+management_address=http://127.0.0.1:8081
+metrics_address=http://0.0.0.0:8082
+grpc_inference_port=7070
+grpc_management_port=7071
+enable_envvars_config=true
+enable_model_api=false
+# a pod's random tokens could not be shared by its replicas: authenticate in front of the Service
+disable_token_authorization=true
+load_models=all
+allowed_urls=file://.*/model-store/[A-Za-z0-9_.-]+\\.mar
+install_py_dep_per_model=false
+metrics_mode=prometheus
+job_queue_size=1000
+"""
+
+
+def layout_url(prefix: str, name: str, version: str) -> str:
+    """The storage URI of a version's layout: ``<prefix>/<name>-<version>``."""
+    return f"{prefix.rstrip('/')}/{name}-{version}"
+
+
+def publish_layout(archive: Path, sha256: str, prefix: str, name: str, version: str, workdir: Path) -> Published:
+    """Upload the layout KServe's storage initializer expects, each file verified by reading it back.
+
+    ``<prefix>/<name>-<version>/config/config.properties`` and ``.../model-store/<name>.mar``:
+    a KServe ``storageUri`` (or a pod's init container) fetches that folder, and TorchServe starts
+    from it alone. Idempotent like ``publish``; ``workdir`` holds the config while it uploads.
+    """
+    url = layout_url(prefix, name, version)
+    config = workdir / "config.properties"
+    config.write_text(LAYOUT_CONFIG)
+    config_sha = hashlib.sha256(config.read_bytes()).hexdigest()
+    # the archive last: a layout whose archive is there is complete
+    uploaded = _upload(config, config_sha, f"{url}/config/config.properties")
+    uploaded = _upload(archive, sha256, f"{url}/model-store/{name}.mar") or uploaded
+    return Published(url, sha256, uploaded=uploaded)
