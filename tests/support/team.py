@@ -69,9 +69,13 @@ def stop_group(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
         pass
 
 
-def start(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def start(
+    cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` in a process group of its own (stopped with ``stop_group``), output to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
 
 
 class ObjectStore:
@@ -249,3 +253,68 @@ def tracking_server(
     """The session's MLflow tracking server on PostgreSQL with artifacts in the object store."""
     with TrackingServer(object_store, postgres, tmp_path_factory.mktemp("tracking")) as server:
         yield server
+
+
+class TorchServeService:
+    """TorchServe run as a service: its own directory (working dir, logs, temp, model store), not a checkout.
+
+    ``config`` is the service's config.properties; ``TS_*`` variables in ``settings`` override
+    it (the config must say ``enable_envvars_config=true``). Ports are free loopback ones.
+    """
+
+    def __init__(self, home: Path, config: Path, store: Path, settings: dict[str, str] | None = None):
+        self.home = home
+        self.config = config
+        self.store = store
+        inference, management, metrics, grpc_i, grpc_m = free_ports(5)
+        self.inference_url = f"http://127.0.0.1:{inference}"
+        self.management_url = f"http://127.0.0.1:{management}"
+        self.ports = {"inference": inference, "management": management, "metrics": metrics,
+                      "grpc_inference": grpc_i, "grpc_management": grpc_m}  # fmt: skip
+        self.settings = settings or {}
+        self.log = home / "service.log"
+
+    def env(self) -> dict[str, str]:
+        tmp = self.home / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        return {
+            **os.environ,
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "LOG_LOCATION": str(self.home / "logs"),
+            "METRICS_LOCATION": str(self.home / "logs"),
+            "TMPDIR": str(tmp),
+            # worker sockets and the pid file go to this service's temp dir, not a shared /tmp
+            "JAVA_TOOL_OPTIONS": f"-Djava.io.tmpdir={tmp}",
+            "OMP_NUM_THREADS": "1",
+            **self.settings,
+        }
+
+    def ping(self) -> str:
+        import requests
+
+        try:
+            return requests.get(self.inference_url + "/ping", timeout=2).text
+        except requests.RequestException:
+            return ""
+
+    def __enter__(self) -> TorchServeService:
+        t0 = time.perf_counter()
+        cmd = [str(BIN / "torchserve"), "--start", "--foreground", "--ncs", "--ts-config", str(self.config),
+               "--model-store", str(self.store)]  # fmt: skip
+        self.proc = start(cmd, self.log, self.env(), cwd=self.home)
+        try:
+            wait_http(self.inference_url + "/ping", self.proc, self.log, timeout=120)
+        except BaseException:
+            stop_group(self.proc)
+            raise
+        self.startup_s = time.perf_counter() - t0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stop_group(self.proc, timeout=30)
+
+    def key(self, kind: str) -> str:
+        """A token from the key file TorchServe wrote in its working directory."""
+        import json
+
+        return str(json.loads((self.home / "key_file.json").read_text())[kind]["key"])
