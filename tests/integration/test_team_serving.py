@@ -10,14 +10,23 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import requests
 import s3fs
+import yaml
 
+from mlops.core.artifacts import read_json
+from mlops.core.config import load_params
 from mlops.core.contract import load_contract
+from mlops.release.packaging import archive_info, build_archive
 from mlops.serving.inference import records
 from support.project import sh
 from support.team import ObjectStore, TorchServeService
@@ -76,3 +85,140 @@ def test_torchserve_starts_from_exactly_the_published_layout_and_predicts(
         # the model API is off: nothing registers into a pod's TorchServe
         assert requests.post(f"{service.management_url}/models?url=x.mar", timeout=5).status_code >= 400
     print(f"published layout -> first prediction in {seconds:.1f}s")
+
+
+@dataclass
+class Remote:
+    """A project whose staging and production are TorchServe services reached only by URL and token."""
+
+    root: Path
+    bucket: str
+    store: ObjectStore
+    services: dict[str, TorchServeService]
+
+    def env(self) -> dict[str, str]:
+        env = {**os.environ, **self.store.env()}
+        for name, service in self.services.items():
+            prefix = f"MLOPS_{name.upper()}_"
+            env |= {
+                prefix + "MANAGEMENT_URL": service.management_url,
+                prefix + "INFERENCE_URL": service.inference_url,
+                prefix + "MANAGEMENT_TOKEN": service.key("management"),
+                prefix + "INFERENCE_TOKEN": service.key("inference"),
+                prefix + "ARCHIVE_URL_PREFIX": f"s3://{self.bucket}/archives/{name}",
+            }
+        return env
+
+    def mlops(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return sh("mlops", *args, cwd=self.root, env=self.env(), check=check)
+
+    def manage(self, env: str, method: str, path: str) -> requests.Response:
+        service = self.services[env]
+        headers = {"Authorization": f"Bearer {service.key('management')}"}
+        return requests.request(method, service.management_url + path, headers=headers, timeout=60)
+
+    def default_version(self, env: str) -> str:
+        return str(self.manage(env, "GET", f"/models/{NAME}").json()[0]["modelVersion"])
+
+    def timed(self, *args: str) -> tuple[str, float]:
+        """Run a move; its output and the seconds from "registering" to "is the default"."""
+        proc = subprocess.Popen(["mlops", *args], cwd=self.root, env=self.env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        lines, marks = [], {}
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if ": registering " in line:
+                marks["register"] = time.perf_counter()
+            if " is the default (was " in line:
+                marks["default"] = time.perf_counter()
+        out = "".join(lines)
+        assert proc.wait() == 0, out
+        return out, marks["default"] - marks["register"]
+
+
+def variant(root: Path, name: str, timeout_s: int) -> list[str]:
+    """A new archive (the trained model, another response timeout) and a commit to deploy it from."""
+    out = root.parent / "releases" / name
+    out.mkdir(parents=True)
+    shutil.copy(root / "models/pipeline.joblib", out / "pipeline.joblib")
+    serve = load_params(root / "params.yaml").serve.model_copy(update={"response_timeout_s": timeout_s})
+    archive, version = build_archive(
+        out / "pipeline.joblib", root / "data/contract.yaml", root / "serve/handler.py", serve, out
+    )
+    metrics = read_json(root / "models/package.json")["metrics"]
+    info = archive_info(archive, version, NAME, out / "pipeline.joblib", metrics)
+    (out / "package.json").write_text(json.dumps(info.to_dict()))
+    sh("git", "commit", "-q", "--allow-empty", "-m", f"release {name}", cwd=root)
+    return ["--package", str(out / "package.json"), "--model", str(out / "pipeline.joblib")]
+
+
+@pytest.fixture(scope="module")
+def remote(
+    trained_project: Path, object_store: ObjectStore, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Remote]:
+    base = tmp_path_factory.mktemp("team-serving")
+    root = base / "repo"
+    shutil.copytree(trained_project, root, symlinks=True)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["serve"]["workers"] = 1
+    params["deploy"].update(parity_rows=100, quality_rows=300, smoke_rows=5, ready_timeout_s=90)
+    params["deploy"]["latency"] = {"duration_s": 2, "concurrency": 2, "max_p99_ms": 5000, "min_rps": 1}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh("git", "commit", "-qam", "remote environments", cwd=root)
+    bucket = object_store.bucket()
+    services = {
+        env: TorchServeService.remote(base / f"{env}-service", f"{object_store.endpoint}/{bucket}/archives/{env}")
+        for env in ("staging", "production")
+    }
+    with services["staging"], services["production"]:
+        yield Remote(root, bucket, object_store, services)
+
+
+def test_a_remote_deploy_publishes_to_the_store_and_registers_by_presigned_url(remote: Remote) -> None:
+    out, seconds = remote.timed("deploy", "staging")
+    version = json.loads((remote.root / "models/package.json").read_text())["version"]
+    assert f"published s3://{remote.bucket}/archives/staging/{NAME}-{version}.mar" in out
+    assert remote.default_version("staging") == version
+    # the target is 15 s (registration, READY workers, the checks, set-default); the bound leaves
+    # room for a loaded CI machine and still catches a stall of the kind this stack is prone to
+    assert seconds <= 30, f"register to default took {seconds:.1f}s"
+    print(f"remote deploy: register to default in {seconds:.1f}s")
+    # the server fetched it; nothing of the checkout's was written into its store, and no token is on disk here
+    store = remote.services["staging"].store
+    assert sorted(p.name for p in store.iterdir()) == [f"{NAME}-{version}.mar"]
+    assert not (remote.root / ".serve" / "staging" / "key_file.json").exists()
+    assert not (remote.root / ".serve" / "staging" / "model-store").exists()
+
+
+def test_remote_promote_a_second_version_then_rollback(remote: Remote) -> None:
+    remote.mlops("deploy", "staging")  # recorded as unchanged when the first test deployed it
+    first = remote.default_version("staging")
+    remote.mlops("promote", "production")
+    assert remote.default_version("production") == first
+    release = variant(remote.root, "second", 37)
+    second = json.loads(Path(release[1]).read_text())["version"]
+    remote.mlops("deploy", "staging", *release)
+    _, seconds = remote.timed("promote", "production", *release)
+    assert remote.default_version("production") == second
+    print(f"remote promote: register to default in {seconds:.1f}s")
+    remote.mlops("rollback", "production")
+    assert remote.default_version("production") == first
+    row = {r["environment"]: r for r in json.loads(remote.mlops("status", "--json").stdout)}["production"]
+    assert row["differences"] == []
+
+
+def test_a_remote_service_refuses_archives_from_outside_its_prefix(remote: Remote) -> None:
+    client = remote.store.client()
+    other = remote.store.bucket()
+    client.put_object(Bucket=other, Key=f"archives/staging/{NAME}-evil.mar", Body=b"not an archive")
+    elsewhere = client.generate_presigned_url(
+        "get_object", Params={"Bucket": other, "Key": f"archives/staging/{NAME}-evil.mar"}
+    )
+    production = client.generate_presigned_url(
+        "get_object", Params={"Bucket": remote.bucket, "Key": f"archives/production/{NAME}-x.mar"}
+    )
+    for url in (elsewhere, production):
+        resp = remote.manage("staging", "POST", f"/models?url={quote(url, safe='')}&synchronous=true")
+        assert resp.status_code == 404, resp.text
+        assert "does not match any allowed URL" in resp.text

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -41,6 +42,9 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status < 500:
                     return
+        except urllib.error.HTTPError as e:
+            if e.code < 500:  # answering, if only to refuse (a token is required)
+                return
         except OSError:
             pass
         if time.monotonic() > deadline:
@@ -286,8 +290,37 @@ class TorchServeService:
             # worker sockets and the pid file go to this service's temp dir, not a shared /tmp
             "JAVA_TOOL_OPTIONS": f"-Djava.io.tmpdir={tmp}",
             "OMP_NUM_THREADS": "1",
+            "MLOPS_PREDICTION_LOG_DIR": str(self.home / "predictions"),
             **self.settings,
         }
+
+    @classmethod
+    def remote(cls, home: Path, archive_prefix: str) -> TorchServeService:
+        """A service that registers archives only from HTTP URLs directly under ``archive_prefix``, tokens on."""
+        from mlops.serving.torchserve import archive_url_pattern
+
+        store = home / "model-store"
+        store.mkdir(parents=True)
+        service = cls(home, home / "config.properties", store)
+        p = service.ports
+        allowed = archive_url_pattern(archive_prefix, query=True).replace("\\", "\\\\")  # .properties escaping
+        service.config.write_text(
+            "\n".join([
+                f"inference_address={service.inference_url}",
+                f"management_address={service.management_url}",
+                f"metrics_address=http://127.0.0.1:{p['metrics']}",
+                "grpc_inference_address=127.0.0.1",
+                "grpc_management_address=127.0.0.1",
+                f"grpc_inference_port={p['grpc_inference']}",
+                f"grpc_management_port={p['grpc_management']}",
+                "enable_model_api=true",
+                "disable_token_authorization=false",
+                f"allowed_urls={allowed}",
+                "install_py_dep_per_model=false",
+                "job_queue_size=1000",
+            ]) + "\n"
+        )  # fmt: skip
+        return service
 
     def ping(self) -> str:
         import requests
@@ -304,6 +337,12 @@ class TorchServeService:
         self.proc = start(cmd, self.log, self.env(), cwd=self.home)
         try:
             wait_http(self.inference_url + "/ping", self.proc, self.log, timeout=120)
+            if "disable_token_authorization=false" in self.config.read_text():
+                deadline = time.monotonic() + 30
+                while not (self.home / "key_file.json").exists():
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"no key_file.json in {self.home}:\n{tail(self.log)}")
+                    time.sleep(0.1)
         except BaseException:
             stop_group(self.proc)
             raise

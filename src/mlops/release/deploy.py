@@ -42,7 +42,7 @@ from mlops.release.environments import (
 )
 from mlops.release.publish import publish
 from mlops.serving.inference import records as to_records
-from mlops.serving.torchserve import Client
+from mlops.serving.torchserve import Client, fetch_url
 
 
 @dataclass
@@ -291,7 +291,7 @@ def _install(ctx: Context, env: str, client: Client) -> str:
     if endpoint.local is None and endpoint.archive_url_prefix:
         published = publish(ctx.archive, ctx.sha256, endpoint.archive_url_prefix, ctx.name, ctx.version)
         ctx.progress(f"{env}: {'published' if published.uploaded else 'already published'} {published.url}")
-        return published.url
+        return fetch_url(published.url)
     return client.install(ctx.archive, ctx.name, ctx.version)
 
 

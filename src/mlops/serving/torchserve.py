@@ -47,13 +47,40 @@ def read_properties(path: Path) -> dict[str, str]:
 ARCHIVE_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*\.mar"  # what install_archive names an archive, and no path
 
 
-def archive_url_pattern(prefix: str) -> str:
+def archive_url_pattern(prefix: str, query: bool = False) -> str:
     """An ``allowed_urls`` entry (a Java regex) admitting archives directly under ``prefix`` only.
 
     For a local server the prefix is ``file://`` and its model store's absolute path; for a remote
-    one, its ``MLOPS_<ENV>_ARCHIVE_URL_PREFIX``.
+    one, the HTTP(S) URL its archives are fetched from, and ``query`` admits a presigned URL's
+    query string (TorchServe matches the whole URL, query included).
     """
-    return re.escape(prefix.rstrip("/")) + "/" + ARCHIVE_NAME
+    return "^" + re.escape(prefix.rstrip("/")) + "/" + ARCHIVE_NAME + (r"(\?.*)?" if query else "") + "$"
+
+
+PRESIGNED_FOR_S = 3600  # a presigned archive URL is fetched once, at registration
+
+
+def fetch_url(url: str) -> str:
+    """The URL a server downloads ``url`` from: object-store URLs presigned, others as they are.
+
+    ``s3://``, ``gs://``, ... are presigned with the deploying job's own credentials; HTTP(S) and
+    file URLs are kept. The server then needs no credentials of the store, and only the one object is readable, for
+    ``PRESIGNED_FOR_S`` seconds.
+    """
+    scheme = url.split("://", 1)[0].lower() if "://" in url else "file"
+    if scheme in ("http", "https", "file"):
+        return url
+    import fsspec  # only remote deployments from an object store need it
+
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+        return str(fs.sign(path, expiration=PRESIGNED_FOR_S))
+    except NotImplementedError:
+        raise UserError(
+            f"{url[:80]!r}: {scheme}:// cannot be presigned; give the server an http(s) prefix it can fetch"
+        ) from None
+    except (ImportError, ValueError, OSError) as e:
+        raise ServiceError(f"presigning {url[:80]!r} for the server failed: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -400,5 +427,5 @@ def stored_archive(endpoint: Endpoint, name: str, version: str) -> str | None:
     filename = archive_name(name, version)
     if endpoint.local is None:
         prefix = endpoint.archive_url_prefix
-        return f"{prefix.rstrip('/')}/{filename}" if prefix else None
+        return fetch_url(f"{prefix.rstrip('/')}/{filename}") if prefix else None
     return filename if (endpoint.local.store / filename).is_file() else None
