@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from mlops.core.artifacts import read_json
 from mlops.core.config import load_params
 from mlops.core.contract import load_contract
 from mlops.release.packaging import archive_info, build_archive
+from mlops.release.publish import publish_layout
 from mlops.serving.inference import records
 from support.project import sh
 from support.team import ObjectStore, TorchServeService
@@ -222,3 +225,138 @@ def test_a_remote_service_refuses_archives_from_outside_its_prefix(remote: Remot
         resp = remote.manage("staging", "POST", f"/models?url={quote(url, safe='')}&synchronous=true")
         assert resp.status_code == 404, resp.text
         assert "does not match any allowed URL" in resp.text
+
+
+def from_layout(layout: Path, home: Path) -> TorchServeService:
+    """TorchServe started as a pod starts it: from a published layout alone, on free loopback ports."""
+    home.mkdir(parents=True)
+    service = TorchServeService(home, layout / "config/config.properties", layout / "model-store")
+    p = service.ports
+    service.settings = {
+        "TS_INFERENCE_ADDRESS": service.inference_url,
+        "TS_MANAGEMENT_ADDRESS": service.management_url,
+        "TS_METRICS_ADDRESS": f"http://127.0.0.1:{p['metrics']}",
+        "TS_GRPC_INFERENCE_PORT": str(p["grpc_inference"]),
+        "TS_GRPC_MANAGEMENT_PORT": str(p["grpc_management"]),
+    }
+    return service
+
+
+def ready(service: TorchServeService) -> bool:
+    """The pods' readiness probe, run as the kubelet runs it (a command in the container)."""
+    probe = [sys.executable, "-m", "mlops.serving.ready", NAME, "--url", service.management_url]
+    return subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
+
+
+def wait_ready(service: TorchServeService, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ready(service):
+        assert time.monotonic() < deadline, f"not ready after {timeout_s:.0f}s"
+        time.sleep(0.3)
+
+
+class RoundRobin:
+    """A Service in miniature: requests go round the replicas that are in rotation, under steady load."""
+
+    def __init__(self, pool: list[TorchServeService], body: list[dict[str, object]], users: int = 2):
+        self.pool = list(pool)
+        self.lock = threading.Lock()
+        self.answers: list[tuple[int, str]] = []  # (status, model version); status 0: no answer
+        self.body = body
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._user, args=(i,)) for i in range(users)]
+
+    def _user(self, i: int) -> None:
+        session = requests.Session()
+        n = i
+        while not self.stopping.is_set():
+            with self.lock:
+                target = self.pool[n % len(self.pool)]
+            n += 1
+            try:
+                resp = session.post(f"{target.inference_url}/predictions/{NAME}", json=self.body, timeout=30)
+                version = resp.json().get("model_version", "?") if resp.status_code == 200 else resp.text[:80]
+                self.answers.append((resp.status_code, version))
+            except requests.RequestException as e:
+                self.answers.append((0, str(e)[:80]))
+
+    def replace(self, old: TorchServeService, new: TorchServeService) -> None:
+        with self.lock:
+            self.pool[self.pool.index(old)] = new
+
+    def __enter__(self) -> RoundRobin:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        for t in self.threads:
+            t.join(60)
+
+
+def test_a_rollout_gated_on_model_readiness_switches_two_replicas_with_zero_failed_requests(
+    trained_project: Path, tmp_path: Path
+) -> None:
+    """Multi-replica promotion as deploy/k8s does it: new pods from the new layout, each taking traffic
+    only once ready, each old one leaving only after its successor joined (maxUnavailable 0)."""
+    package = json.loads((trained_project / "models/package.json").read_text())
+    old_version = package["version"]
+    release = variant(trained_project_copy(trained_project, tmp_path), "rollout", 38)
+    new_package = json.loads(Path(release[1]).read_text())
+    prefix = f"file://{tmp_path / 'published'}"
+    layouts = {}
+    for version, archive, sha in (
+        (old_version, trained_project / "models" / package["archive"], package["sha256"]),
+        (new_package["version"], Path(release[1]).parent / new_package["archive"], new_package["sha256"]),
+    ):
+        work = tmp_path / f"work-{version}"
+        work.mkdir()
+        layouts[version] = Path(publish_layout(archive, sha, prefix, NAME, version, work).url.removeprefix("file://"))
+    broken = tmp_path / "published" / f"{NAME}-broken"
+    shutil.copytree(layouts[old_version], broken)
+    (broken / f"model-store/{NAME}.mar").write_bytes(b"not an archive")
+
+    replicas = [from_layout(layouts[old_version], tmp_path / f"old-{i}") for i in range(2)]
+    for r in replicas:
+        r.__enter__()
+    started: list[TorchServeService] = list(replicas)
+    try:
+        for r in replicas:
+            wait_ready(r)
+        with RoundRobin(replicas, holdout(trained_project, 2)) as service:
+            time.sleep(1)
+            # a pod from a broken layout: TorchServe starts and /ping says Healthy, but it never becomes
+            # ready, so it never joins and the rollout stops there with the old replicas serving
+            with from_layout(broken, tmp_path / "broken") as bad:
+                assert requests.get(bad.inference_url + "/ping", timeout=5).json()["status"] == "Healthy"
+                assert not any(ready(bad) for _ in range(3))
+            # the rollout: one new replica at a time, in rotation only once ready
+            for i, old in enumerate(replicas):
+                new = from_layout(layouts[new_package["version"]], tmp_path / f"new-{i}")
+                new.__enter__()
+                started.append(new)
+                wait_ready(new)
+                service.replace(old, new)
+                time.sleep(1)  # in-flight requests to the old replica finish
+                old.__exit__()
+            time.sleep(1)
+        answers = service.answers
+    finally:
+        for s in started:
+            s.__exit__()
+    failed = [a for a in answers if a[0] != 200]
+    assert failed == []
+    versions = [v for _, v in answers]
+    assert versions[0] == old_version
+    assert versions[-10:] == [new_package["version"]] * 10
+    switched = versions.index(new_package["version"])
+    assert set(versions[:switched]) == {old_version}
+    print(f"rollout of two replicas under load: {len(answers)} requests, 0 failed")
+
+
+def trained_project_copy(trained_project: Path, tmp_path: Path) -> Path:
+    """A private copy to build a variant in (the session's trained project stays read-only)."""
+    root = tmp_path / "copy" / "repo"
+    shutil.copytree(trained_project, root, symlinks=True)
+    return root

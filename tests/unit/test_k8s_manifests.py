@@ -76,7 +76,9 @@ def test_the_deployment_is_ready_on_its_workers_limited_non_root_and_reads_the_t
     docs = {d["kind"]: d for d in render(K8S / "overlays/production")}
     pod = docs["Deployment"]["spec"]["template"]["spec"]
     server = pod["containers"][0]
-    assert server["readinessProbe"]["httpGet"]["path"] == "/ping"  # 200 only when the workers are up
+    # on the model's workers: TorchServe's /ping says Healthy even when the model failed to load
+    assert server["readinessProbe"]["exec"]["command"] == ["python", "-m", "mlops.serving.ready"]
+    assert {"name": "MLOPS_MODEL_NAME", "value": "loan-default"} in server["env"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     for container in [*pod["initContainers"], *pod["containers"]]:
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
