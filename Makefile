@@ -31,7 +31,7 @@ $(STAMP): requirements.txt pyproject.toml package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-data: setup ## write the example data (deterministic) and track it with DVC
+data: setup ## write the example data (deterministic; the example repository only) and track it with DVC
 	mlops data
 	dvc add -q data/raw
 
@@ -110,7 +110,7 @@ bench-pipeline: setup ## time validate on 1M rows, train, evaluate, a no-op dvc 
 ingest: setup ## validate batches landed in LANDING (default data/landing); add valid ones, quarantine the rest
 	mlops ingest --landing "$(or $(LANDING),data/landing)"
 
-cycle: setup ## one continuous-training round locally (after make demo): drift, monitor, retrain, PR, deploy
+cycle: setup ## one continuous-training round of the example locally (after make demo): drift, monitor, retrain, PR, deploy
 	mlops cycle
 
 monitor: setup ## monitor ENV (default production): latency, errors, predictions, drift, late labels

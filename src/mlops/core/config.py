@@ -119,7 +119,8 @@ class MonitorParams(Section):
 
 
 class Params(Section):
-    data: DataParams
+    # the example generator's knobs: only the example repository has them (`mlops init` removes them)
+    data: DataParams | None = None
     split: SplitParams
     if TYPE_CHECKING:
         train: TrainParamsBase
@@ -131,6 +132,11 @@ class Params(Section):
     serve: ServeParams
     deploy: DeployParams
     monitor: MonitorParams
+
+    @property
+    def is_example(self) -> bool:
+        """True in the example repository: params.yaml still configures the example data generator."""
+        return self.data is not None
 
     def digest(self) -> str:
         """A stable hash of the validated params (a lineage tag)."""

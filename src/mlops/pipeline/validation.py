@@ -90,7 +90,7 @@ def expectations_for(contract: Contract, present: set[str]) -> list[gxe.Expectat
 
 def _column_expectations(name: str, col: Column) -> list[gxe.Expectation]:
     types = NUMERIC_DTYPES[col.type] if col.is_numeric else TEXT_DTYPES
-    if col.type == "category" and not any(isinstance(c, str) for c in col.categories or []):
+    if col.integer_categories:
         types = NUMERIC_DTYPES["integer"]
     out: list[gxe.Expectation] = [
         gxe.ExpectColumnValuesToBeInTypeList(column=name, type_list=types),
@@ -100,6 +100,13 @@ def _column_expectations(name: str, col: Column) -> list[gxe.Expectation]:
         out.append(gxe.ExpectColumnValuesToBeBetween(column=name, min_value=col.min, max_value=col.max))
     if col.categories:
         out.append(gxe.ExpectColumnValuesToBeInSet(column=name, value_set=list(col.categories)))
+    if col.is_time:
+        fmt = col.time_format
+        out.append(
+            gxe.ExpectColumnValuesToMatchStrftimeFormat(column=name, strftime_format=fmt)
+            if fmt
+            else gxe.ExpectColumnValuesToBeDateutilParseable(column=name)
+        )
     return out
 
 
@@ -125,6 +132,11 @@ def _describe(kind: str, kwargs: dict[str, Any], result: dict[str, Any], error: 
     elif kind == "expect_column_values_to_be_in_set":
         expected = f"values in {kwargs.get('value_set')}"
         observed = f"{count} unknown values{eg}"
+    elif kind == "expect_column_values_to_match_strftime_format":
+        expected = f"values in the format {kwargs.get('strftime_format')!r}"
+        observed = f"{count} values that do not parse{eg}"
+    elif kind == "expect_column_values_to_be_dateutil_parseable":
+        expected, observed = "dates or times", f"{count} values that do not parse{eg}"
     elif kind == "expect_column_values_to_be_unique":
         expected, observed = "unique values", f"{count} duplicated values{eg}"
     else:
