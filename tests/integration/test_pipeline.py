@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import joblib
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -76,7 +78,7 @@ def test_train_logs_a_tracked_registered_model_with_lineage(trained_project):
     commit = sh("git", "rev-parse", "HEAD", cwd=trained_project).stdout.strip()
     tags = run.data.tags
     assert tags["git_commit"] == commit
-    assert tags["git_dirty"] in ("true", "false")
+    assert (tags["git_dirty"], tags["git_diff_sha256"]) == ("false", "")  # built from a committed tree
     raw_md5 = yaml.safe_load((trained_project / "data/raw.dvc").read_text())["outs"][0]["md5"]
     assert tags["data_raw_md5"] == raw_md5
     assert len(tags["params_hash"]) == 16
@@ -91,11 +93,11 @@ def test_train_logs_a_tracked_registered_model_with_lineage(trained_project):
     info = mlflow.models.get_model_info(model_uri)
     assert info.signature is not None
     assert info.saved_input_example_info is not None
-    loaded = mlflow.sklearn.load_model(model_uri)
+    loaded = mlflow.pyfunc.load_model(model_uri)
     holdout = pd.read_parquet(trained_project / "data/split/holdout.parquet").head(50)
     local = joblib.load(trained_project / "models/pipeline.joblib")
-    pd.testing.assert_frame_equal(
-        pd.DataFrame(loaded.predict_proba(holdout)), pd.DataFrame(local.predict_proba(holdout))
+    np.testing.assert_array_equal(
+        loaded.predict(holdout, params={"output": "probabilities"}).to_numpy(), local.predict_proba(holdout)
     )
 
 
@@ -105,7 +107,7 @@ def test_unchanged_repro_runs_nothing(project_copy):
     assert "Data and pipelines are up to date" in sh("dvc", "status", cwd=project_copy).stdout
 
 
-def test_changing_a_train_param_reruns_only_train_and_what_follows(project_copy):
+def test_changing_a_train_param_reruns_only_train_and_what_follows_and_the_build_is_marked_dirty(project_copy):
     params_path = project_copy / "params.yaml"
     params = yaml.safe_load(params_path.read_text())
     params["train"]["hist_gradient_boosting"]["learning_rate"] = 0.1
@@ -114,6 +116,10 @@ def test_changing_a_train_param_reruns_only_train_and_what_follows(project_copy)
     proc = repro(project_copy)
     assert stages_run(proc) == ["train", "evaluate", "package"]
     assert (project_copy / "reports/metrics.json").read_text() != before
+    # the edit is not committed: the archive's record says so, with the hash of the diff it was built from
+    package = json.loads((project_copy / "models/package.json").read_text())
+    diff = sh("git", "diff", "HEAD", "--binary", "--", "params.yaml", cwd=project_copy).stdout.encode()
+    assert (package["dirty"], package["diff_sha256"]) == (True, hashlib.sha256(diff).hexdigest())
 
 
 def test_changing_a_split_param_reruns_split_and_after(project_copy):

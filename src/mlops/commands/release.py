@@ -54,8 +54,9 @@ def status_main(argv: Sequence[str] | None = None) -> int:
             print(f"{row['environment']:<11} down ({row['url']})")
             continue
         metrics = ", ".join(f"{k} {row['metrics'][k]:.4f}" for k in HEADLINES if k in row["metrics"])
+        commit = f"{row['commit']} + uncommitted changes" if row.get("dirty") else row["commit"]
         print(
-            f"{row['environment']:<11} version {row['version']}  commit {row['commit']}  deployed {row['deployed']}\n"
+            f"{row['environment']:<11} version {row['version']}  commit {commit}  deployed {row['deployed']}\n"
             f"{'':<11} registered {', '.join(row['registered'])}  {metrics}"
         )
     return 0

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 PARAMS = Path("params.yaml")
+DVC_LOCK = Path("dvc.lock")
 CONTRACT = Path("data/contract.yaml")
 RAW = Path("data/raw")
 RAW_DVC = Path("data/raw.dvc")

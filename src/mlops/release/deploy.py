@@ -260,6 +260,8 @@ def _record(ctx: Context, env: str, action: str, checks: list[Check]) -> records
         git_commit=ctx.package.get("git_commit", "unknown"),
         metrics=ctx.package.get("metrics", {}),
         checks={c.name: {"passed": c.passed, "detail": c.detail, **c.figures} for c in checks},
+        dirty=bool(ctx.package.get("dirty")),
+        diff_sha256=ctx.package.get("diff_sha256"),
     )
 
 
@@ -338,6 +340,12 @@ def deploy_staging(ctx: Context) -> records.Deployment | None:
 
 def promote_production(ctx: Context, force: bool = False) -> records.Deployment | None:
     """Promote the archive that passed staging; tag the promotion in git."""
+    if ctx.package.get("dirty"):  # production runs only what a commit can rebuild; no flag overrides this
+        raise UserError(
+            f"refusing to promote: {ctx.archive} was built from uncommitted changes to "
+            f"{str(ctx.package.get('git_commit'))[:12]} (diff sha256 {str(ctx.package.get('diff_sha256'))[:12]}); "
+            "commit them, rebuild with `dvc repro` and deploy to staging again"
+        )
     if not ctx.ledger("staging").passed(ctx.package["sha256"]):
         raise UserError(
             f"{ctx.archive} (sha256 {ctx.package['sha256'][:12]}...) has not passed staging; "
@@ -412,6 +420,7 @@ def status(ctx: Site) -> list[dict[str, Any]]:
             "version": version or "none",
             "registered": [v["version"] for v in client.versions(ctx.name)],
             "commit": entry.git_commit[:12] if entry else "?",
+            "dirty": entry.dirty if entry else False,
             "deployed": entry.time if entry else "?",
             "metrics": entry.metrics if entry else {},
         }

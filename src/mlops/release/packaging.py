@@ -40,6 +40,8 @@ class ArchiveInfo:
     model_sha256: str
     git_commit: str
     metrics: dict[str, float]
+    dirty: bool = False  # built from uncommitted changes to git_commit
+    diff_sha256: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         """The record as written to ``models/package.json``."""
@@ -182,9 +184,16 @@ def build_archive(
 
 
 def archive_info(
-    archive: Path, version: str, name: str, pipeline: Path, git_commit: str, metrics: dict[str, float]
+    archive: Path,
+    version: str,
+    name: str,
+    pipeline: Path,
+    git_commit: str,
+    metrics: dict[str, float],
+    dirty: bool = False,
+    diff_sha256: str | None = None,
 ) -> ArchiveInfo:
-    """The record of a built archive: name, version, sha256s, build commit and metrics."""
+    """The record of a built archive: name, version, sha256s, build commit (and its uncommitted diff), metrics."""
     return ArchiveInfo(
         name=name,
         version=version,
@@ -193,4 +202,6 @@ def archive_info(
         model_sha256=file_sha256(pipeline),
         git_commit=git_commit,
         metrics=metrics,
+        dirty=dirty,
+        diff_sha256=diff_sha256,
     )

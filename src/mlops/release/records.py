@@ -32,6 +32,8 @@ class Deployment:
     checks: dict[str, Any] = field(default_factory=dict)
     mlflow_run: str | None = None
     mlflow_version: str | None = None
+    dirty: bool = False  # built from uncommitted changes to git_commit (see diff_sha256)
+    diff_sha256: str | None = None
     time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def to_dict(self) -> dict[str, Any]:

@@ -180,6 +180,7 @@ class Facts:
     vs_production: list[Comparison]
     data: DataDiff
     images: dict[str, str]
+    build: dict[str, Any] = field(default_factory=dict)  # models/package.json: commit, dirty, diff hash
 
 
 def _dvc_json(root: Path, *args: str) -> Any:
@@ -343,6 +344,7 @@ def collect(
         vs_production=vs_production,
         data=data_diff(root, base, root / paths.RAW, contract),
         images=_pictures(root, base, out_dir, production, contract) if candidate else {},
+        build=_read_json(root / paths.PACKAGE) if candidate else {},
     )
 
 
@@ -385,6 +387,16 @@ def _verdict(failures: list[str]) -> list[str]:
     if not failures:
         return ["## ✅ Gate passed: meets the thresholds, within the regression budget, data valid\n"]
     return [f"## ❌ Gate failed: {failures[0]}\n", *[f"- {f}" for f in failures], ""]
+
+
+def _build(f: Facts) -> list[str]:
+    b = f.build
+    if not b.get("dirty"):
+        return []
+    return [
+        f"> ⚠️ This model was built from uncommitted changes to `{str(b.get('git_commit'))[:12]}` "
+        f"(diff sha256 `{str(b.get('diff_sha256'))[:12]}`): production refuses it. Commit and rebuild.\n"
+    ]
 
 
 def _params(f: Facts) -> list[str]:
@@ -485,7 +497,7 @@ def _pipeline(f: Facts) -> list[str]:
 
 def render(facts: Facts, failures: list[str]) -> str:
     """The report as markdown: the verdict first, then each section in a fixed order."""
-    sections = (_params, _metrics, _production, _plots, _data, _pipeline)
+    sections = (_build, _params, _metrics, _production, _plots, _data, _pipeline)
     lines = _verdict(failures)
     for section in sections:
         lines += section(facts)

@@ -33,9 +33,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         edges = task_of(load_contract(args.contract)).score_edges(read_table(args.reference)["score"])
         archive, version = build_archive(args.model, args.contract, args.handler, params.serve, args.out, edges)
     metrics = {k: v for k, v in read_json(args.metrics).items() if isinstance(v, float)}
-    info = archive_info(archive, version, params.serve.model_name, args.model, lineage.git_commit(args.root), metrics)
+    src = lineage.source(args.root)
+    info = archive_info(
+        archive, version, params.serve.model_name, args.model, src.commit, metrics, src.dirty, src.diff_sha256
+    )
     write_json(info.to_dict(), args.record)
     progress(f"{archive} version {version} sha256 {info.sha256[:16]}... ({archive.stat().st_size / 1e6:.1f} MB)")
+    if src.dirty:
+        progress(f"built from uncommitted changes to {src.commit[:12]}: production will refuse this archive")
     return 0
 
 

@@ -58,18 +58,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mlops.pipeline import tracking  # imported here: mlflow is slow to import
 
             X, _ = features_and_target(frame, contract)
+            src = lineage.source(args.root)
             record = tracking.log_training(
                 args.root,
                 params.mlflow.experiment,
                 params.mlflow.registered_model,
-                pipeline=result.pipeline,
+                pipeline=args.model,
+                contract=contract,
                 params={"train": params.train.model_dump(), "split": params.split.model_dump()},
                 metrics={"train_loss": result.train_loss, "fit_seconds": fit_seconds},
-                # numbers as float: served requests may leave any numeric field empty
-                input_example=X.head(5).astype({c: float for c in contract.numeric_features}),
+                input_example=X.head(5),
                 tags={
-                    "git_commit": lineage.git_commit(args.root),
-                    "git_dirty": str(lineage.git_dirty(args.root)).lower(),
+                    "git_commit": src.commit,
+                    "git_dirty": str(src.dirty).lower(),
+                    "git_diff_sha256": src.diff_sha256 or "",
                     "data_raw_md5": lineage.dvc_hash(args.root / "data" / "raw.dvc"),
                     "params_hash": params.digest(),
                     "task": contract.task,
