@@ -33,6 +33,7 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
+    "init": Command("mlops.commands.init", "make your table the repository's data: contract, params, batches"),
     "data": Command("mlops.commands.data", "the example's loan batches in data/raw (example only); --next lands one"),
     "demo-data": Command("mlops.commands.data", "another name for `data`"),
     "validate": Command("mlops.stages.validate", "validate data/raw against the contract (Great Expectations)"),

@@ -129,8 +129,8 @@ def configure(root: Path) -> str:
     mlflow.set_tracking_uri(uri)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    # we log with cloudpickle on purpose (the pipeline holds this package's transformer)
-    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
+    # the model is a cloudpickled ContractModel on purpose: its code travels with it (code_paths)
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
     return uri
 
 
