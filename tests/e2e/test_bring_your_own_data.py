@@ -124,7 +124,7 @@ def test_a_table_goes_from_mlops_init_to_production_and_the_template_tests_pass(
     params = yaml.safe_load((repo / "params.yaml").read_text())
     assert "data" not in params
     assert params["serve"]["model_name"] == params["mlflow"]["registered_model"] == name
-    assert sh("git", "status", "--porcelain", cwd=repo).stdout == ""
+    assert sh("git", "status", "--porcelain", "--untracked-files=no", cwd=repo).stdout == ""
     initialised = sh("git", "rev-parse", "HEAD", cwd=repo).stdout.strip()
 
     # 2. a fresh dvc repro, committed as a user would before deploying
