@@ -198,12 +198,14 @@ def test_a_table_goes_from_mlops_init_to_production_and_the_template_tests_pass(
               "dvc.yaml", "Makefile", cwd=repo).stdout == ""  # fmt: skip
     loop_seconds = time.monotonic() - t0
 
-    # 9. the template's unit tier passes on the user's repository (the PR `checks` job)
+    # 9. the template's unit tier passes on the user's repository (the PR `checks` job); the package is
+    # imported from this clone, as `make setup` (pip install -e .) there would have it
     unit = subprocess.run(
         ["make", "--no-print-directory", "test-unit", f"VENV={VENV}", "SKIP_SETUP=1"],
         cwd=repo,
         capture_output=True,
         text=True,
+        env={**os.environ, "PYTHONPATH": str(repo / "src")},
     )
     assert unit.returncode == 0, unit.stdout[-5000:] + unit.stderr[-2000:]
     print(f"{table}: loop {loop_seconds:.0f}s; unit tier {unit.stdout.strip().splitlines()[-1]}")
