@@ -272,7 +272,7 @@ def profile(typed: pd.DataFrame, spec: InitParams) -> Profile:
     notes["task_why"] = "a number to predict" if task == "regression" else f"'{spec.target}' has {target_note}"
     if dropped:
         checks.insert(0, f"{dropped} row(s) with an empty '{spec.target}' were left out of data/raw")
-    if task != "regression" and spec.task == "auto":
+    if task != "regression" and spec.task == "auto" and pd.api.types.is_numeric_dtype(frame[spec.target]):
         checks.insert(0, f"task {task}: '{spec.target}' has {target_note}; if it is a number, use --task regression")
     return Profile(contract, notes, checks, len(frame), dropped, stats)
 
@@ -309,7 +309,10 @@ def render_contract(p: Profile, source: str) -> str:
     lines.append("\ncolumns:")
     width = max(len(n) for n in c.columns) + 2
     for name, col in c.columns.items():
-        body = _flow(col.model_dump(exclude_defaults=True))
+        declared = col.model_dump(exclude_defaults=True)
+        if col.type == "integer":  # whole bounds read better as whole numbers
+            declared |= {k: int(declared[k]) for k in ("min", "max") if k in declared}
+        body = _flow(declared)
         lines.append(f"  {_flow(name) + ':':<{width}} {body}  # {p.notes[f'column:{name}']}")
     return "\n".join(lines) + "\n"
 
