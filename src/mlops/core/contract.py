@@ -49,6 +49,14 @@ class Column(BaseModel):
         return self.type in NUMERIC_TYPES
 
     @property
+    def allowed_missing(self) -> float:
+        """The share of rows that may be empty: ``max_missing``, or any for an optional column left at 0.
+
+        A column that may be absent may be empty too.
+        """
+        return self.max_missing if self.required or self.max_missing > 0 else 1.0
+
+    @property
     def is_time(self) -> bool:
         """A date, datetime or period written as text (read with ``time_format``)."""
         return self.type in TIME_TYPES

@@ -44,7 +44,7 @@ def _column_type(col: Column) -> DataType | AnyType:
     checks that those columns hold numbers, and the model's metadata carries the contract's types.
     """
     if col.type == "integer" or col.integer_categories:
-        return DataType.long if col.max_missing == 0 else AnyType()
+        return DataType.long if col.allowed_missing == 0 else AnyType()
     if col.is_numeric:
         return AnyType()
     return DataType.string

@@ -94,7 +94,7 @@ def _column_expectations(name: str, col: Column) -> list[gxe.Expectation]:
         types = NUMERIC_DTYPES["integer"]
     out: list[gxe.Expectation] = [
         gxe.ExpectColumnValuesToBeInTypeList(column=name, type_list=types),
-        gxe.ExpectColumnValuesToNotBeNull(column=name, mostly=round(1.0 - col.max_missing, 6)),
+        gxe.ExpectColumnValuesToNotBeNull(column=name, mostly=round(1.0 - col.allowed_missing, 6)),
     ]
     if col.is_numeric and (col.min is not None or col.max is not None):
         out.append(gxe.ExpectColumnValuesToBeBetween(column=name, min_value=col.min, max_value=col.max))

@@ -78,7 +78,7 @@ def check_row(row: dict[str, Any], index: int, contract: Contract, policy: Polic
             continue
         value = row[name]
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            if col.max_missing == 0:
+            if col.allowed_missing == 0:
                 raise RequestError(f"row {index}: field '{name}' must not be empty", index, name)
             continue
         if col.is_numeric:
@@ -89,6 +89,13 @@ def check_row(row: dict[str, Any], index: int, contract: Contract, policy: Polic
             if (col.min is not None and value < col.min) or (col.max is not None and value > col.max):
                 raise RequestError(
                     f"row {index}: field '{name}' = {value!r} is outside [{col.min}, {col.max}]", index, name
+                )
+        elif col.integer_categories:  # "2" is not the category 2: the model would read it as text
+            if isinstance(value, bool) or not isinstance(value, int | float) or float(value) != int(value):
+                raise RequestError(f"row {index}: field '{name}' must be a whole number, got {value!r}", index, name)
+            if policy.unknown_category == "reject" and int(value) not in set(col.categories or []):
+                raise RequestError(
+                    f"row {index}: field '{name}' = {value!r} is not one of {list(col.categories or [])}", index, name
                 )
         elif col.categories is not None:
             if not isinstance(value, str | int) or isinstance(value, bool):
