@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, make_project, repro, sh
+from mlops.core.config import load_params
+from mlops.pipeline.evaluation import gate_failures
 
 pytestmark = pytest.mark.integration
 
@@ -33,8 +35,12 @@ def test_task_runs_end_to_end_from_the_contract(task, tmp_path):
     )
     repro(project)
     metrics = json.loads((project / "reports/metrics.json").read_text())
-    for name, floor in gates["minimum"].items():
-        assert metrics[name] >= floor
+    params = load_params(project / "params.yaml")
+    assert gate_failures(metrics, params.gates.minimum, params.gates.maximum) == []
+    [name] = gates["minimum"]
+    assert gate_failures(metrics, {name: metrics[name] + 0.001}, {}) == [
+        f"{name} {metrics[name]:.4f} < minimum {metrics[name] + 0.001}"
+    ]
     if task == "regression":
         assert metrics["rmse"] < metrics["baseline"]["rmse"]
     else:
