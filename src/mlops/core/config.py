@@ -133,11 +133,6 @@ class Params(Section):
     deploy: DeployParams
     monitor: MonitorParams
 
-    @property
-    def is_example(self) -> bool:
-        """True in the example repository: params.yaml still configures the example data generator."""
-        return self.data is not None
-
     def digest(self) -> str:
         """A stable hash of the validated params (a lineage tag)."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
