@@ -182,6 +182,14 @@ def test_a_table_that_does_not_fit_is_a_clear_error(spec, words):
         profile(typed, spec)
 
 
+def test_a_time_column_with_gaps_is_a_clear_error():
+    df = table()
+    df.loc[[3, 7], "month"] = None
+    typed, _ = frames(df)
+    with pytest.raises(UserError, match=r"--time month: 2 row\(s\) have no value"):
+        profile(typed, InitParams("x.csv", "churned", time="month"))
+
+
 def test_rows_without_a_target_are_left_out_and_said_so():
     df = table()
     df.loc[:9, "churned"] = None

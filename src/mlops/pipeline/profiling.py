@@ -252,6 +252,8 @@ def profile(typed: pd.DataFrame, spec: InitParams) -> Profile:
                 )
             col, note = {"type": "string"}, "the id: never a feature; joins late labels to served predictions"
         elif name == spec.time:
+            if values.isna().any():  # a row with no time has no place in the batches or the holdout
+                raise UserError(f"--time {name}: {int(values.isna().sum())} row(s) have no value; fill or drop them")
             col, note = _time_column(values, spec.time_format, name)
         elif pd.api.types.is_bool_dtype(values):
             col, note = {"type": "category", "categories": ["False", "True"]}, "true/false"
