@@ -100,6 +100,18 @@ def clone(template: dict[str, Path], name: str) -> Path:
     return repo
 
 
+def move(repo: Path, *args: str) -> None:
+    """`mlops deploy|promote ...`, retried (twice at most) when the latency check alone failed: that check
+    measures this machine, which other work shares; every other check must pass the first time."""
+    for attempt in range(3):
+        proc = sh("mlops", *args, cwd=repo, check=False)
+        if proc.returncode == 0:
+            return
+        assert "rejected (latency failed)" in proc.stderr, proc.stdout + proc.stderr
+        assert attempt < 2, proc.stderr
+        time.sleep(5)
+
+
 def served(repo: Path, name: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     client = Client(resolve("production", Path(os.environ["MLOPS_SERVE_DIR"]), Path(os.environ["MLOPS_RUNTIME_DIR"])))
     status, body = client.predict(name, rows)
@@ -144,8 +156,8 @@ def test_a_table_goes_from_mlops_init_to_production_and_the_template_tests_pass(
 
     # 3. staging, then production, under the model's own name (the archive follows serve.model_name)
     assert json.loads((repo / "models/package.json").read_text())["archive"] == f"{name}.mar"
-    sh("mlops", "deploy", "staging", cwd=repo)
-    sh("mlops", "promote", "production", cwd=repo)
+    move(repo, "deploy", "staging")
+    move(repo, "promote", "production")
     status = {r["environment"]: r for r in json.loads(sh("mlops", "status", "--json", cwd=repo).stdout)}
     version = json.loads((repo / "models/package.json").read_text())["version"]
     assert status["staging"]["version"] == status["production"]["version"] == version
@@ -188,7 +200,8 @@ def test_a_table_goes_from_mlops_init_to_production_and_the_template_tests_pass(
     assert seen["rows"] == len(table_frame)
     if contract.id:
         assert seen["labels"]["rows"] == len(table_frame)
-        assert seen["labels"]["headline"] == headline
+        assert seen["labels"]["headline"] == next(iter(params["gates"]["minimum"]))  # what the monitor follows
+        assert seen["labels"]["drop"] <= 0.05  # the served rows are the ones it learned from: no drop
     else:
         assert set(seen["drift"]) == {*contract.features, "prediction"}  # 442 rows: enough for a verdict
     assert "No threshold breached" in (repo / "reports/monitor.md").read_text()
