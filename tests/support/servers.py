@@ -47,7 +47,7 @@ def write_env_configs(project: Path, extra_allowed: str) -> None:
             if key in replacements:
                 line = f"{key}={replacements[key]}"
             elif key == "allowed_urls":
-                line = f"{line}|{extra_allowed}"
+                line = f"{line},{extra_allowed}"  # TorchServe splits allowed_urls on commas
             lines.append(line)
         path.write_text("\n".join(lines) + "\n")
 

@@ -71,8 +71,9 @@ def test_each_kind_of_bad_batch_is_quarantined_with_its_reason(tmp_path, contrac
     result = ingest(str(landing), raw, quarantine, contract, progress=lambda _: None, dvc_add=False)
     assert result.added == [good]
     assert list(result.quarantined) == [bad.name]
-    assert (quarantine / bad.name).read_bytes() == bad_bytes  # nothing lost
-    reasons = json.loads((quarantine / f"{bad.name}.reason.json").read_text())["reasons"]
+    [kept] = quarantine.glob(f"*-{bad.name}")  # content-addressed: <sha256 prefix>-<name>
+    assert kept.read_bytes() == bad_bytes  # nothing lost
+    reasons = json.loads(kept.with_name(f"{kept.name}.reason.json").read_text())["reasons"]
     assert all(bad.name in r for r in reasons)
     column, problem = REASONS[fault]
     where = f"column '{column}'" if column else "table"

@@ -22,8 +22,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     progress = Progress("ingest")
     result = ingest(args.landing, args.raw, args.quarantine, load_contract(args.contract), progress, not args.no_dvc)
+    finished = f"; finished an interrupted run that added {len(result.finished)}" if result.finished else ""
     progress(
         f"{len(result.added)} added, {len(result.quarantined)} quarantined in {args.quarantine}, "
-        f"{len(result.duplicates)} already present"
+        f"{len(result.duplicates)} already present, {len(result.skipped)} left unread in the landing place" + finished
     )
     return 0

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, create_model
 
+from mlops.core.errors import UserError
 from mlops.core.estimators import FAMILIES
 from mlops.core.schema import Section, parse, read_yaml
 
@@ -74,6 +76,24 @@ class GateParams(Section):
     minimum: dict[str, float]
     maximum: dict[str, float]
     regression_budget: dict[str, float]
+
+    def check_metrics(self, metrics: Sequence[str], task: str) -> None:
+        """Raise UserError naming (by dotted key) every gate on a metric the task does not produce.
+
+        A misspelled name would otherwise be a gate that never fails.
+        """
+        unknown = [
+            f"gates.{section}.{name}"
+            for section in ("minimum", "maximum", "regression_budget")
+            for name in getattr(self, section)
+            if name not in metrics
+        ]
+        if unknown:
+            raise UserError(
+                "params: "
+                + "; ".join(f"{key}: not a metric of a {task} task" for key in unknown)
+                + f" (its metrics: {', '.join(metrics)})"
+            )
 
 
 class MlflowParams(Section):

@@ -26,13 +26,13 @@ from mlops.core import paths
 from mlops.core.artifacts import read_json
 from mlops.core.config import GateParams, MonitorParams
 from mlops.core.contract import Contract
-from mlops.core.errors import UserError
+from mlops.core.errors import MlopsError, UserError
 from mlops.core.task import Task, task_of
 from mlops.pipeline import figures
 from mlops.pipeline.datasets import read_table
 from mlops.release import records
 from mlops.release.deploy import Site
-from mlops.serving.torchserve import resolve
+from mlops.serving.torchserve import Client, Endpoint, resolve
 
 EPS = 1e-4
 
@@ -46,15 +46,48 @@ def _files(location: str | Path, pattern: str) -> tuple[Any, list[str]]:
     return fs, sorted(fs.glob(f"{root.rstrip('/')}/{pattern}"))
 
 
-def read_log(location: str | Path, since: float, until: float) -> pd.DataFrame:
-    """Logged rows in [since, until): inputs as columns, plus request_id, time, version, id, score columns."""
+def read_log(
+    location: str | Path,
+    since: float,
+    until: float,
+    model: str | None = None,
+    version: str | None = None,
+    skipped: dict[str, int] | None = None,
+) -> pd.DataFrame:
+    """Logged client rows in [since, until): inputs as columns, plus time, version, id and answer columns.
+
+    Rows of another model (by name) or another version, when those are given, and rows the
+    deployment checks sent are left out; so are torn lines (a worker killed mid-write). Each kind
+    left out is counted in ``skipped``.
+    """
+    counts = skipped if skipped is not None else {}
+
+    def skip(kind: str) -> None:
+        counts[kind] = counts.get(kind, 0) + 1
+
     records: list[dict[str, Any]] = []
     fs, paths = _files(location, "predictions-*.jsonl*")
     for path in paths:
         with fs.open(path, "rb") as f:
             for line in f:
-                r = orjson.loads(line)
-                if since <= r["time"] < until:
+                try:
+                    r = orjson.loads(line)
+                    stamp = float(r["time"])
+                    inside = since <= stamp < until
+                except (orjson.JSONDecodeError, TypeError, KeyError, ValueError):
+                    skip("torn lines")
+                    continue
+                if not inside:
+                    continue
+                if not isinstance(r.get("inputs"), dict) or "model_version" not in r:
+                    skip("torn lines")
+                elif r.get("traffic") is not None:
+                    skip("deployment-check rows")
+                elif model is not None and r.get("model", model) != model:
+                    skip("rows of other models")
+                elif version is not None and str(r["model_version"]) != version:
+                    skip("rows of other versions")
+                else:
                     records.append(r)
     if not records:
         return pd.DataFrame()
@@ -62,8 +95,29 @@ def read_log(location: str | Path, since: float, until: float) -> pd.DataFrame:
     frame["_time"] = [r["time"] for r in records]
     frame["_version"] = [r["model_version"] for r in records]
     frame["_id"] = [r.get("id") for r in records]
-    frame["_answer"] = [r["outputs"] for r in records]
+    frame["_answer"] = [r.get("outputs") for r in records]
     return frame
+
+
+def readable(frame: pd.DataFrame, task: Task, skipped: dict[str, int]) -> pd.DataFrame:
+    """The rows whose logged answers the task can read (all of them, unless the log is mixed)."""
+    if frame.empty:
+        return frame
+    try:
+        task.from_answers(list(frame["_answer"]))
+        return frame
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        pass  # rows of another task's model under this name: find them one by one
+    keep = []
+    for answer in frame["_answer"]:
+        try:
+            task.from_answers([answer])
+            keep.append(True)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            keep.append(False)
+    dropped = len(keep) - sum(keep)
+    skipped["answers this task cannot read"] = skipped.get("answers this task cannot read", 0) + dropped
+    return frame[keep].reset_index(drop=True)
 
 
 def served_outputs(frame: pd.DataFrame, task: Task) -> np.ndarray:
@@ -184,6 +238,8 @@ class Sources:
     metrics_url: str | None = None
     server_logs: Path | None = None
     labels_dir: str | Path | None = None
+    model: str | None = None  # only this model's rows of the log (None: every model's)
+    version: str | None = None  # only this version's rows (None: every version's)
 
 
 @dataclass
@@ -199,6 +255,7 @@ class Monitoring:
     missing: dict[str, dict[str, float]] = field(default_factory=dict)
     drift: dict[str, dict[str, Any]] = field(default_factory=dict)
     labels: dict[str, Any] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)  # log lines left out, by reason
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -278,8 +335,10 @@ def observe(
 ) -> Monitoring:
     """Collect: everything the monitor looks at over [since, until)."""
     task = task_of(contract)
-    frame = read_log(sources.log_dir, since, until)
-    m = Monitoring(sources.environment, len(frame))
+    skipped: dict[str, int] = {}
+    frame = read_log(sources.log_dir, since, until, sources.model, sources.version, skipped)
+    frame = readable(frame, task, skipped)
+    m = Monitoring(sources.environment, len(frame), skipped=skipped)
     m.service = _service(scrape(sources.metrics_url), access_latencies(sources.server_logs, since))
     if frame.empty:
         return m
@@ -338,6 +397,7 @@ def monitor(
 ) -> Monitoring:
     """Observe the lookback window (or from ``since``) and decide which thresholds it breaches."""
     t0 = time.perf_counter()
+    gates.check_metrics(task_of(contract).metric_names, contract.task)
     until = now or time.time()
     start = max(since or 0.0, until - params.lookback_hours * 3600)
     headline = next(iter(gates.minimum), None) or next(iter(gates.maximum), None)
@@ -371,6 +431,9 @@ def _service_section(m: Monitoring) -> list[str]:
 
 def _predictions_section(m: Monitoring, out_dir: Path) -> list[str]:
     lines = [f"\n## Predictions ({m.rows:,} logged rows)\n"]
+    if m.skipped:
+        left_out = ", ".join(f"{count:,} {kind}" for kind, count in sorted(m.skipped.items()))
+        lines.append(f"Left out of the log: {left_out}.\n")
     if m.predictions:
         lines.append(
             ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.predictions.items())
@@ -456,6 +519,14 @@ def training_reference(site: Site, reference: Path | None = None) -> tuple[pd.Da
     return read_table(root / paths.REFERENCE), read_json(root / paths.METRICS)
 
 
+def serving_version(endpoint: Endpoint, name: str) -> str | None:
+    """The version ``endpoint`` serves by default, or None when its server does not say."""
+    try:
+        return Client(endpoint, timeout=10).default_version(name)
+    except MlopsError:
+        return None
+
+
 def monitor_environment(
     site: Site,
     env: str,
@@ -472,7 +543,9 @@ def monitor_environment(
     if log_dir is None:
         raise UserError(f"remote {env}: pass --log-dir with the server's prediction log")
     ref, offline = training_reference(site, reference)
-    sources = Sources(env, log_dir, ref, offline, endpoint.metrics_url, local.logs if local else None, labels)
+    version = serving_version(endpoint, site.name)
+    sources = Sources(env, log_dir, ref, offline, endpoint.metrics_url, local.logs if local else None, labels,
+                      site.name, version)  # fmt: skip
     return monitor(sources, contract, site.params.monitor, site.params.gates, since=since)
 
 

@@ -1,4 +1,7 @@
-"""Great Expectations 1.x: a suite built from the data contract, run batch by batch."""
+"""Great Expectations 1.x: a suite built from the data contract, run batch by batch.
+
+Ids are checked once more over the whole data set, every batch together: unique across batches.
+"""
 
 from __future__ import annotations
 
@@ -74,8 +77,15 @@ class ValidationReport:
         }
 
 
+ALL_BATCHES = "all batches"
+
+
 def expectations_for(contract: Contract, present: set[str]) -> list[gxe.Expectation]:
-    """The suite for one batch: absent optional columns are skipped, absent required ones fail."""
+    """The suite for one batch: absent optional columns are skipped, absent required ones fail.
+
+    Id uniqueness is not a per-batch expectation: ids must be unique across every batch, which
+    ``Validator.validate_ids`` checks over the whole data set.
+    """
     out: list[gxe.Expectation] = [gxe.ExpectTableRowCountToBeBetween(min_value=1)]
     for name, col in contract.columns.items():
         if name not in present:
@@ -83,8 +93,6 @@ def expectations_for(contract: Contract, present: set[str]) -> list[gxe.Expectat
                 out.append(gxe.ExpectColumnToExist(column=name))
             continue
         out.extend(_column_expectations(name, col))
-    if contract.id and contract.id in present:
-        out.append(gxe.ExpectColumnValuesToBeUnique(column=contract.id))
     return out
 
 
@@ -113,7 +121,7 @@ def _column_expectations(name: str, col: Column) -> list[gxe.Expectation]:
 def _describe(kind: str, kwargs: dict[str, Any], result: dict[str, Any], error: str | None) -> tuple[str, str]:
     """(expected, observed) in words for the expectation types the suite uses."""
     count = result.get("unexpected_count")
-    examples = sorted({str(v) for v in result.get("partial_unexpected_list") or []})[:3]
+    examples = sorted({_short(str(v)) for v in result.get("partial_unexpected_list") or []})[:3]
     eg = f", e.g. {', '.join(examples)}" if examples else ""
     if kind == "expect_table_row_count_to_be_between":
         expected, observed = "at least 1 row", f"{result.get('observed_value')} rows"
@@ -150,7 +158,13 @@ def _non_numeric_examples(values: pd.Series) -> str:
     bad = values[values.notna() & pd.to_numeric(values, errors="coerce").isna()]
     if bad.empty:
         return ""
-    return f" with {len(bad)} non-numeric values, e.g. {', '.join(map(repr, sorted(set(bad.astype(str)))[:3]))}"
+    shown = ", ".join(repr(_short(v)) for v in sorted(set(bad.astype(str)))[:3])
+    return f" with {len(bad)} non-numeric values, e.g. {shown}"
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """A value from a data file, cut to ``limit`` characters with its length when longer."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 class Validator:
@@ -170,11 +184,21 @@ class Validator:
 
     def validate_frame(self, frame: pd.DataFrame, label: str) -> list[Check]:
         """Evaluate the contract's suite on one batch; one ``Check`` per expectation."""
+        return self._run(frame, label, expectations_for(self.contract, set(frame.columns)))
+
+    def validate_ids(self, ids: pd.Series, label: str = ALL_BATCHES) -> list[Check]:
+        """Ids unique over the whole data set (every batch's id column, concatenated): one ``Check``.
+
+        Nothing to check (no ``Check``) when the contract has no id column.
+        """
+        if not self.contract.id:
+            return []
+        frame = pd.DataFrame({self.contract.id: ids.reset_index(drop=True)})
+        return self._run(frame, label, [gxe.ExpectColumnValuesToBeUnique(column=self.contract.id)])
+
+    def _run(self, frame: pd.DataFrame, label: str, expectations: list[gxe.Expectation]) -> list[Check]:
         self._suites += 1
-        suite = gx.ExpectationSuite(
-            name=f"{self.contract.name}-{self._suites}",
-            expectations=expectations_for(self.contract, set(frame.columns)),
-        )
+        suite = gx.ExpectationSuite(name=f"{self.contract.name}-{self._suites}", expectations=expectations)
         suite = self._context.suites.add(suite)
         batch = self._batch_definition.get_batch(batch_parameters={"dataframe": frame})
         result = batch.validate(suite, result_format="SUMMARY")
@@ -191,16 +215,29 @@ class Validator:
         return checks
 
 
+def id_values(frame: pd.DataFrame, contract: Contract) -> pd.Series:
+    """A batch's ids as read (empty when the contract or the batch has no id column)."""
+    if contract.id and contract.id in frame:
+        return frame[contract.id].astype(object)
+    return pd.Series([], dtype=object)
+
+
 def validate_dir(raw_dir: Path, contract: Contract, progress: Any = None) -> ValidationReport:
-    """Validate every batch under ``raw_dir`` against the contract."""
+    """Validate every batch under ``raw_dir`` against the contract, then ids across all of them."""
     validator = Validator(contract)
     report = ValidationReport()
+    ids = []
     for path in list_batches(raw_dir):
         frame = read_batch(path, contract)
         checks = validator.validate_frame(frame, path.name)
         report.checks.extend(checks)
         report.rows[path.name] = len(frame)
+        ids.append(id_values(frame, contract))
         if progress:
             bad = sum(not c.success for c in checks)
             progress(f"{path.name}: {len(frame):,} rows, {len(checks)} expectations, {bad} failed")
+    unique = validator.validate_ids(pd.concat(ids, ignore_index=True)) if ids else []
+    report.checks.extend(unique)
+    if progress and unique:
+        progress(f"{ALL_BATCHES}: ids {'unique' if unique[0].success else 'NOT unique: ' + unique[0].observed}")
     return report

@@ -27,6 +27,7 @@ from mlops.pipeline.features import features_and_target
 from mlops.release import records
 from mlops.serving.inference import records as to_records
 from mlops.serving.torchserve import Client, Endpoint, local_server, resolve
+from mlops.serving.traffic import CHECK_TRAFFIC
 
 
 @dataclass
@@ -73,8 +74,11 @@ class Site:
         return endpoint
 
     def client(self, env: str, start: bool = True) -> Client:
-        """A client of ``env``'s server; a local one that is down is started (or, without ``start``, an error)."""
-        return Client(self.endpoint(env, start))
+        """A client of ``env``'s server; a local one that is down is started (or, without ``start``, an error).
+
+        Its predictions are the deployment checks': marked, so that monitoring leaves them out.
+        """
+        return Client(self.endpoint(env, start), traffic=CHECK_TRAFFIC)
 
     def running(self, env: str) -> Client | None:
         """A client of ``env``'s server, or None when it is a local server that is not running."""
@@ -101,6 +105,7 @@ class Context(Site):
         Checks that the archive and the offline model are the ones it names (sha256); raises
         UserError otherwise.
         """
+        site.params.gates.check_metrics(task_of(contract).metric_names, contract.task)
         package = read_json(package_file)
         archive = package_file.parent / package["archive"]
         if not archive.exists():

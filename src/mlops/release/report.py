@@ -508,6 +508,7 @@ def write(
     root: Path, base: str, contract: Contract, gates: GateParams, out: Path, repro_result: Repro | None
 ) -> list[str]:
     """Collect, decide and render the report to ``out`` (pictures beside it); return the gate's failures."""
+    gates.check_metrics(task_of(contract).metric_names, contract.task)
     facts = collect(root, base, contract, gates, out.parent, repro_result)
     failures = decide(facts, gates)
     out.write_text(render(facts, failures))

@@ -35,9 +35,19 @@ class LoadResult:
 
 
 def start(
-    base_url: str, path: str, token: str | None, bodies: list[Any], users: int, seconds: float, workdir: Path
+    base_url: str,
+    path: str,
+    token: str | None,
+    bodies: list[Any],
+    users: int,
+    seconds: float,
+    workdir: Path,
+    headers: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start locust in the background; collect the result with ``finish``."""
+    """Start locust in the background; collect the result with ``finish``.
+
+    ``headers`` go with every request (the deployment checks mark their traffic with one).
+    """
     bodies_file = workdir / "bodies.jsonl"
     bodies_file.write_text("".join(json.dumps(b) + "\n" for b in bodies))
     locust = Path(sys.executable).with_name("locust")
@@ -52,6 +62,7 @@ def start(
         "--loglevel", "ERROR",
     ]  # fmt: skip
     env = {"MLOPS_LOAD_PATH": path, "MLOPS_LOAD_TOKEN": token or "", "MLOPS_LOAD_BODIES": str(bodies_file)}
+    env["MLOPS_LOAD_HEADERS"] = json.dumps(headers or {})
     return subprocess.Popen(
         cmd, cwd=workdir, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
@@ -84,7 +95,15 @@ def finish(proc: subprocess.Popen[bytes], workdir: Path) -> LoadResult:
     )
 
 
-def run(base_url: str, path: str, token: str | None, bodies: list[Any], users: int, seconds: float) -> LoadResult:
+def run(
+    base_url: str,
+    path: str,
+    token: str | None,
+    bodies: list[Any],
+    users: int,
+    seconds: float,
+    headers: dict[str, str] | None = None,
+) -> LoadResult:
     """Send ``bodies`` (cycled) with ``users`` concurrent clients for ``seconds``."""
     with tempfile.TemporaryDirectory() as tmp:
-        return finish(start(base_url, path, token, bodies, users, seconds, Path(tmp)), Path(tmp))
+        return finish(start(base_url, path, token, bodies, users, seconds, Path(tmp), headers), Path(tmp))

@@ -1,17 +1,19 @@
 """Locust user for `mlops.serving.loadgen`: POSTs prepared JSON bodies to one prediction endpoint.
 
 Run by locust in its own process (gevent patches the interpreter); never imported by the package.
-Configured through MLOPS_LOAD_PATH, MLOPS_LOAD_TOKEN and MLOPS_LOAD_BODIES (a JSON-lines file).
+Configured through MLOPS_LOAD_PATH, MLOPS_LOAD_TOKEN, MLOPS_LOAD_BODIES (a JSON-lines file) and
+MLOPS_LOAD_HEADERS (a JSON object of extra headers).
 """
 
 import itertools
+import json
 import os
 from pathlib import Path
 
 from locust import FastHttpUser, constant, task
 
 PATH = os.environ["MLOPS_LOAD_PATH"]
-HEADERS = {"Content-Type": "application/json"}
+HEADERS = {"Content-Type": "application/json", **json.loads(os.environ.get("MLOPS_LOAD_HEADERS") or "{}")}
 if os.environ.get("MLOPS_LOAD_TOKEN"):
     HEADERS["Authorization"] = f"Bearer {os.environ['MLOPS_LOAD_TOKEN']}"
 BODIES = [line.encode() for line in Path(os.environ["MLOPS_LOAD_BODIES"]).read_text().splitlines() if line]

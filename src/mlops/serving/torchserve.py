@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -24,6 +25,7 @@ import requests
 from mlops.core.errors import ServiceError, UserError
 from mlops.serving import loadgen
 from mlops.serving.loadgen import LoadResult
+from mlops.serving.traffic import TRAFFIC_HEADER
 
 ENVIRONMENTS = ("staging", "production")
 
@@ -40,6 +42,18 @@ def read_properties(path: Path) -> dict[str, str]:
         key, _, value = line.partition("=")
         props[key.strip()] = value.strip().replace("\\\\", "\\")
     return props
+
+
+ARCHIVE_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*\.mar"  # what install_archive names an archive, and no path
+
+
+def archive_url_pattern(prefix: str) -> str:
+    """An ``allowed_urls`` entry (a Java regex) admitting archives directly under ``prefix`` only.
+
+    For a local server the prefix is ``file://`` and its model store's absolute path; for a remote
+    one, its ``MLOPS_<ENV>_ARCHIVE_URL_PREFIX``.
+    """
+    return re.escape(prefix.rstrip("/")) + "/" + ARCHIVE_NAME
 
 
 @dataclass(frozen=True)
@@ -113,11 +127,16 @@ class LocalServer:
         """The committed config plus this machine's paths.
 
         Worker sockets go to the environment's temp dir (two servers would otherwise share
-        /tmp/.ts.sock.9000), and the metrics config is added.
+        /tmp/.ts.sock.9000), the metrics config is added, and ``allowed_urls`` admits this
+        environment's model store by its absolute path: the committed pattern (any folder ending
+        in ``.serve/<env>/model-store/``) would admit a look-alike folder anywhere.
         """
         lines = self.config.read_text().splitlines()
         vmargs = f"{self.props.get('vmargs', '')} -Djava.io.tmpdir={self.tmp}".strip()
-        lines = [line for line in lines if not line.strip().startswith("vmargs=")] + [f"vmargs={vmargs}"]
+        others = [e for e in self.props.get("allowed_urls", "").split(",") if e and "model-store" not in e]
+        allowed = ",".join([archive_url_pattern(f"file://{self.store}"), *others]).replace("\\", "\\\\")
+        lines = [line for line in lines if not line.strip().startswith(("vmargs=", "allowed_urls="))]
+        lines += [f"vmargs={vmargs}", f"allowed_urls={allowed}"]
         metrics = self.config.with_name("metrics.yaml")
         if metrics.exists() and "metrics_config" not in self.props:
             lines.append(f"metrics_config={metrics}")
@@ -169,17 +188,23 @@ class LocalServer:
 
 
 class Client:
-    """The management and inference APIs of one environment."""
+    """The management and inference APIs of one environment.
 
-    def __init__(self, endpoint: Endpoint, timeout: float = 30.0):
+    With ``traffic``, every prediction request carries it in the ``TRAFFIC_HEADER`` header: the
+    deployment checks mark theirs so that monitoring leaves them out.
+    """
+
+    def __init__(self, endpoint: Endpoint, timeout: float = 30.0, traffic: str | None = None):
         self.endpoint = endpoint
         self.timeout = timeout
         self.management = requests.Session()
         self.inference = requests.Session()
+        self.marks = {TRAFFIC_HEADER: traffic} if traffic else {}
         if endpoint.management_token:
             self.management.headers["Authorization"] = f"Bearer {endpoint.management_token}"
         if endpoint.inference_token:
             self.inference.headers["Authorization"] = f"Bearer {endpoint.inference_token}"
+        self.inference.headers.update(self.marks)
 
     def _manage(self, method: str, path: str, **kw: Any) -> requests.Response:
         url = self.endpoint.management_url.rstrip("/") + path
@@ -273,7 +298,7 @@ class Client:
     def load(self, path: str, bodies: list[Any], users: int, seconds: float) -> LoadResult:
         """A burst of ``users`` concurrent clients POSTing ``bodies`` to ``path`` (a separate process)."""
         e = self.endpoint
-        return loadgen.run(e.inference_url, path, e.inference_token, bodies, users, seconds)
+        return loadgen.run(e.inference_url, path, e.inference_token, bodies, users, seconds, self.marks)
 
     def predict(self, name: str, body: Any, version: str | None = None) -> tuple[int, Any]:
         """POST a body to the model (or one version); returns the status and the decoded answer."""
