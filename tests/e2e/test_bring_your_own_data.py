@@ -31,7 +31,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, sh
+from conftest import FIXTURES, ROOT, sh
 from mlops.core.contract import load_contract
 from mlops.core.task import task_of
 from mlops.pipeline.features import features_and_target
@@ -69,16 +69,24 @@ TABLES = {
 }
 
 
+# This repository's own data and what was built from it: the template ships the example instead
+# (the tests' fixtures), whatever data this checkout holds.
+OWN_DATA = ("params.yaml", "data/contract.yaml", "data/raw.dvc", "dvc.lock", "models/", "reports/")
+
+
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
-    """The template as a git repository to clone (this checkout's files), and one shared server pair."""
+    """The template as a git repository to clone (this checkout's code, the example's contract and
+    params from the fixtures), and one shared server pair."""
     base = tmp_path_factory.mktemp("byod")
     origin = base / "template"
     listed = sh("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=ROOT).stdout
     for name in filter(None, listed.split("\0")):
-        if (ROOT / name).is_file():
+        if (ROOT / name).is_file() and not name.startswith(OWN_DATA):
             (origin / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, origin / name)
+    shutil.copy(FIXTURES / "params.yaml", origin / "params.yaml")
+    shutil.copy(FIXTURES / "contract.yaml", origin / "data" / "contract.yaml")
     sh("git", "init", "-q", "-b", "main", cwd=origin)
     sh("git", "add", "-A", cwd=origin)
     sh("git", "commit", "-qm", "the template", cwd=origin)
