@@ -73,12 +73,17 @@ def test_dvc_plots_render_every_plot(trained_project, tmp_path):
 def test_train_logs_a_tracked_registered_model_with_lineage(trained_project):
     client = MlflowClient()
     experiment = client.get_experiment_by_name("loan-default")
-    runs = client.search_runs([experiment.experiment_id], filter_string="tags.task = 'binary'")
     sha = sh("sha256sum", "models/pipeline.joblib", cwd=trained_project).stdout.split()[0]
-    run = next(r for r in runs if r.data.tags.get("model_sha256") == sha)
     commit = sh("git", "rev-parse", "HEAD", cwd=trained_project).stdout.strip()
+    # training is deterministic: another test's project may log the same model file from its own
+    # commit into this session's store, so the run is the one with this file *and* this commit
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.model_sha256 = '{sha}' and tags.git_commit = '{commit}'"
+    )
+    assert len(runs) == 1, f"{len(runs)} runs logged {sha[:12]} from {commit[:12]}"
+    [run] = runs
     tags = run.data.tags
-    assert tags["git_commit"] == commit
+    assert tags["task"] == "binary"
     assert (tags["git_dirty"], tags["git_diff_sha256"]) == ("false", "")  # built from a committed tree
     raw_md5 = yaml.safe_load((trained_project / "data/raw.dvc").read_text())["outs"][0]["md5"]
     assert tags["data_raw_md5"] == raw_md5
@@ -117,10 +122,16 @@ def test_changing_a_train_param_reruns_only_train_and_what_follows_and_the_build
     proc = repro(project_copy)
     assert stages_run(proc) == ["train", "evaluate", "package"]
     assert (project_copy / "reports/metrics.json").read_text() != before
-    # the edit is not committed: the archive's record says so, with the hash of the diff it was built from
-    package = json.loads((project_copy / "models/package.json").read_text())
+    # the edit is not committed: the training run says so, with the hash of the diff it was trained from
+    sha = sh("sha256sum", "models/pipeline.joblib", cwd=project_copy).stdout.split()[0]
+    [run] = MlflowClient().search_runs(
+        [MlflowClient().get_experiment_by_name("loan-default").experiment_id],
+        filter_string=f"tags.model_sha256 = '{sha}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     diff = sh("git", "diff", "HEAD", "--binary", "--", "params.yaml", cwd=project_copy).stdout.encode()
-    assert (package["dirty"], package["diff_sha256"]) == (True, hashlib.sha256(diff).hexdigest())
+    assert (run.data.tags["git_dirty"], run.data.tags["git_diff_sha256"]) == ("true", hashlib.sha256(diff).hexdigest())
 
 
 def test_changing_a_split_param_reruns_split_and_after(project_copy):

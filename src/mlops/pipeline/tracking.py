@@ -25,7 +25,6 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 from mlflow.types.schema import AnyType
 
-from mlops.core.artifacts import flatten, load_pipeline
 from mlops.core.contract import Column, Contract
 from mlops.core.errors import quoted
 from mlops.core.task import task_of
@@ -81,6 +80,8 @@ class ContractModel(PythonModel):
 
     def load_context(self, context: Any) -> None:
         """Load the fitted pipeline from the model's artifacts."""
+        from mlops.core.artifacts import load_pipeline  # scikit-learn: only a loaded model needs it
+
         self.pipeline_ = load_pipeline(Path(context.artifacts["pipeline"]))
         self.task_ = task_of(self.contract).for_model(self.pipeline_)
 
@@ -161,6 +162,8 @@ def log_training(
     pip_requirements: list[str],
 ) -> TrainingRecord:
     """One run: params, metrics, lineage tags, the model (a ``ContractModel`` pyfunc), a registry version."""
+    from mlops.core.artifacts import flatten  # scikit-learn comes with it: only training needs it
+
     uri = configure(root)
     experiment_id = _experiment(experiment)
     with mlflow.start_run(experiment_id=experiment_id) as run:
@@ -209,15 +212,16 @@ def log_evaluation(
     return str(run_id)
 
 
-def set_alias(
-    root: Path, registered_model: str, alias: str, model_sha256: str, tags: dict[str, str]
-) -> tuple[str, str] | None:
-    """Point a registry alias (``staging``/``production``) at the version trained as this model file.
+def find_model_version(root: Path, registered_model: str, model_sha256: str) -> tuple[str, str] | None:
+    """(run id, registry version) of the newest run here that logged this exact model file, or None."""
+    from mlflow.exceptions import MlflowException
 
-    Returns (run id, model version), or None when no run here logged this model.
-    """
     configure(root)
     client = MlflowClient()
+    try:
+        client.get_registered_model(registered_model)
+    except MlflowException:  # nothing registered under this name: no run to find
+        return None
     runs = client.search_runs(
         [e.experiment_id for e in client.search_experiments()],
         filter_string=f"tags.{MODEL_SHA_TAG} = '{model_sha256}'",
@@ -226,9 +230,41 @@ def set_alias(
     for run in runs:
         versions = client.search_model_versions(f"name = '{registered_model}' and run_id = '{run.info.run_id}'")
         if versions:
-            version = str(versions[0].version)
-            client.set_registered_model_alias(registered_model, alias, version)
-            for key, value in tags.items():
-                client.set_model_version_tag(registered_model, version, key, value)
-            return run.info.run_id, version
+            return run.info.run_id, str(versions[0].version)
     return None
+
+
+def set_alias(
+    root: Path,
+    registered_model: str,
+    alias: str,
+    model_sha256: str,
+    tags: dict[str, str],
+    found: tuple[str, str] | None = None,
+) -> tuple[str, str] | None:
+    """Point a registry alias (``staging``/``production``) at the version trained as this model file.
+
+    ``found`` (run id, version) skips the search when the caller already looked it up. Returns
+    (run id, model version), or None when no run here logged this model.
+    """
+    found = found or find_model_version(root, registered_model, model_sha256)
+    if found is None:
+        return None
+    configure(root)
+    client = MlflowClient()
+    client.set_registered_model_alias(registered_model, alias, found[1])
+    for key, value in tags.items():
+        client.set_model_version_tag(registered_model, found[1], key, value)
+    return found
+
+
+def alias_target(root: Path, registered_model: str, alias: str) -> dict[str, str] | None:
+    """The version an alias points at, with its run and tags; None when the alias (or model) does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    configure(root)
+    try:
+        version = MlflowClient().get_model_version_by_alias(registered_model, alias)
+    except MlflowException:
+        return None
+    return {**version.tags, "version": str(version.version), "run_id": str(version.run_id)}

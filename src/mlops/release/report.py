@@ -8,6 +8,7 @@ both models on the same holdout), ``decide`` turns them into the gate's failures
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -21,7 +22,7 @@ from typing import Any
 import joblib
 import pandas as pd
 
-from mlops.core import paths
+from mlops.core import lineage, paths
 from mlops.core.artifacts import flatten
 from mlops.core.config import GateParams
 from mlops.core.contract import Contract
@@ -180,7 +181,8 @@ class Facts:
     vs_production: list[Comparison]
     data: DataDiff
     images: dict[str, str]
-    build: dict[str, Any] = field(default_factory=dict)  # models/package.json: commit, dirty, diff hash
+    notes: list[str] = field(default_factory=list)  # what the caller knows and the reader must (CI's data source)
+    build: dict[str, Any] = field(default_factory=dict)  # the checkout: commit, dirty, diff hash
 
 
 def _dvc_json(root: Path, *args: str) -> Any:
@@ -344,7 +346,7 @@ def collect(
         vs_production=vs_production,
         data=data_diff(root, base, root / paths.RAW, contract),
         images=_pictures(root, base, out_dir, production, contract) if candidate else {},
-        build=_read_json(root / paths.PACKAGE) if candidate else {},
+        build=dataclasses.asdict(lineage.source(root)),
     )
 
 
@@ -383,10 +385,18 @@ def _details(summary: str, body: str, open_: bool = False) -> str:
     return f"<details{' open' if open_ else ''}><summary>{summary}</summary>\n\n{body}\n\n</details>\n"
 
 
-def _verdict(failures: list[str]) -> list[str]:
-    if not failures:
-        return ["## ✅ Gate passed: meets the thresholds, within the regression budget, data valid\n"]
-    return [f"## ❌ Gate failed: {failures[0]}\n", *[f"- {f}" for f in failures], ""]
+def _verdict(failures: list[str], facts: Facts) -> list[str]:
+    if failures:
+        return [f"## ❌ Gate failed: {failures[0]}\n", *[f"- {f}" for f in failures], ""]
+    p = facts.production
+    if p is None:
+        versus = "nothing in production to compare with yet"
+    elif facts.vs_production:
+        versus = "within the regression budget"
+    else:  # said in the verdict: a budget that was never checked must not read as met
+        why = p.problem or "its model could not be scored on this holdout"
+        versus = f"⚠️ NOT compared with production ({why[:300]})"
+    return [f"## ✅ Gate passed: meets the thresholds, {versus}, data valid\n"]
 
 
 def _build(f: Facts) -> list[str]:
@@ -394,8 +404,9 @@ def _build(f: Facts) -> list[str]:
     if not b.get("dirty"):
         return []
     return [
-        f"> ⚠️ This model was built from uncommitted changes to `{str(b.get('git_commit'))[:12]}` "
-        f"(diff sha256 `{str(b.get('diff_sha256'))[:12]}`): production refuses it. Commit and rebuild.\n"
+        f"> ⚠️ This model was built from uncommitted changes to `{str(b.get('commit'))[:12]}` "
+        f"(diff sha256 `{str(b.get('diff_sha256'))[:12]}`): production refuses to promote from such a checkout. "
+        "Commit and rebuild.\n"
     ]
 
 
@@ -425,7 +436,7 @@ def _production(f: Facts) -> list[str]:
     out = ["\n### This branch vs production (same holdout)\n"]
     p = f.production
     if p is None:
-        return [*out, f"Nothing is in production yet: no `{records.PRODUCTION_TAG}*` tag."]
+        return [*out, "Nothing is in production yet: no production record in git (`gto show`)."]
     if p.pipeline is None:
         return [*out, f"Production is `{p.record.get('version')}` ({p.tag}), but {p.problem}"]
     out += [f"Production serves `{p.record.get('version')}` ({p.tag}).\n"]
@@ -498,18 +509,28 @@ def _pipeline(f: Facts) -> list[str]:
 def render(facts: Facts, failures: list[str]) -> str:
     """The report as markdown: the verdict first, then each section in a fixed order."""
     sections = (_build, _params, _metrics, _production, _plots, _data, _pipeline)
-    lines = _verdict(failures)
+    lines = _verdict(failures, facts) + [f"> ⚠️ {note}\n" for note in facts.notes]
     for section in sections:
         lines += section(facts)
     return "\n".join(lines).rstrip() + "\n"
 
 
 def write(
-    root: Path, base: str, contract: Contract, gates: GateParams, out: Path, repro_result: Repro | None
+    root: Path,
+    base: str,
+    contract: Contract,
+    gates: GateParams,
+    out: Path,
+    repro_result: Repro | None,
+    notes: list[str] | None = None,
 ) -> list[str]:
-    """Collect, decide and render the report to ``out`` (pictures beside it); return the gate's failures."""
+    """Collect, decide and render the report to ``out`` (pictures beside it); return the gate's failures.
+
+    ``notes`` are shown under the verdict (for example, that CI had no DVC remote).
+    """
     gates.check_metrics(task_of(contract).metric_names, contract.task)
     facts = collect(root, base, contract, gates, out.parent, repro_result)
+    facts.notes = list(notes or [])
     failures = decide(facts, gates)
     out.write_text(render(facts, failures))
     return failures
