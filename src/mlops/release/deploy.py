@@ -21,6 +21,7 @@ from mlops.core.contract import Contract
 from mlops.core.errors import MlopsError, UserError
 from mlops.core.lineage import file_sha256
 from mlops.core.task import Task, task_of
+from mlops.pipeline.compiled import CompiledPipeline, compile_pipeline
 from mlops.pipeline.datasets import read_table
 from mlops.pipeline.evaluation import gate_failures
 from mlops.pipeline.features import features_and_target
@@ -124,9 +125,9 @@ class Context(Site):
         return str(self.package["version"])
 
     @cached_property
-    def model(self) -> Any:
-        """The offline pipeline, loaded once for every check."""
-        return load_pipeline(self.pipeline)
+    def model(self) -> CompiledPipeline:
+        """The offline model, loaded and compiled once for every check: it scores as evaluation did."""
+        return compile_pipeline(load_pipeline(self.pipeline), self.task_contract.features)
 
     @property
     def task_contract(self) -> Contract:

@@ -27,6 +27,7 @@ from mlops.core.config import GateParams
 from mlops.core.contract import Contract
 from mlops.core.task import Task, task_of
 from mlops.pipeline import figures
+from mlops.pipeline.compiled import compile_pipeline
 from mlops.pipeline.evaluation import gate_failures
 from mlops.pipeline.features import features_and_target
 from mlops.release import records
@@ -304,8 +305,9 @@ def _pictures(
     if production and production.pipeline is not None and holdout_path.exists():
         holdout = pd.read_parquet(holdout_path)
         X, y = features_and_target(holdout, contract)
+        model = compile_pipeline(production.pipeline, contract.features)
         task = task_of(contract).for_model(production.pipeline)
-        tables = task.plot_tables(y, task.outputs(production.pipeline, X), 10)
+        tables = task.plot_tables(y, task.outputs(model, X), 10)
         if "confusion" in tables:
             figures.confusion(tables["confusion"], out_dir / "confusion-production.png")
             images["production"] = "confusion-production.png"
