@@ -20,6 +20,7 @@ import mlflow
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from mlops.core import paths
 from mlops.core.artifacts import flatten
 
 MODEL_SHA_TAG = "model_sha256"
@@ -36,7 +37,7 @@ class TrainingRecord:
 
 def configure(root: Path) -> str:
     """Point MLflow at ``MLFLOW_TRACKING_URI`` or at the repository's sqlite file."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / 'mlflow.db').resolve()}"
+    uri = paths.mlflow_tracking_uri(root)
     mlflow.set_tracking_uri(uri)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)

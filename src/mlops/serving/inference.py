@@ -152,19 +152,21 @@ def _constant(name: str) -> float | _Unrepresentable:
     return math.nan if name == "NaN" else _Unrepresentable(f"{name} is outside the float range")
 
 
-_LONG_NUMBER_TEXT = re.compile(f"[-+.0-9eE]{{{MAX_NUMBER_CHARS + 1},}}")
-_LONG_NUMBER = re.compile(_LONG_NUMBER_TEXT.pattern.encode())
 _CAREFUL = object()  # the fast decoder's "ask the careful one"
+_CONTAINERS = frozenset({dict, list})
+# Every number orjson might read differently from the careful decoder has a run of 19 digits: an
+# integer of 2**63 or more (orjson reads one of 2**64 or more as a float) and a literal over 100
+# characters (at most 4 of its characters are not digits). A run of 19 digits anywhere, even in a
+# string, sends the body the careful way.
+_DIGITS = bytes(1 if 0x30 <= b <= 0x39 else 0 for b in range(256))
+_DIGIT_RUN = b"\x01" * 19
+_DIGIT_RUN_TEXT = re.compile("[0-9]{19}")
 
 
-def _fits(value: Any, depth: int, decoded_by_orjson: bool) -> bool:
-    """True when ``bound`` would accept ``value`` for certain (a quick walk that keeps no path).
-
-    orjson reads an integer literal beyond 64 bits as a float, so after orjson a float of 2**63 or
-    more is not trusted to be one: the careful decoder reads the body again.
-    """
+def _fits(value: Any, depth: int) -> bool:
+    """True when ``bound`` would accept ``value`` for certain (a quick walk that keeps no path)."""
     if not isinstance(value, dict | list):
-        return _fits([value], depth, decoded_by_orjson)  # a bare number or text: judged as a list's item
+        return _fits([value], depth)  # a bare number or text: judged as a list's item
     if depth >= MAX_DEPTH:
         return False
     for item in value.values() if isinstance(value, dict) else value:
@@ -172,32 +174,47 @@ def _fits(value: Any, depth: int, decoded_by_orjson: bool) -> bool:
         if kind is str or kind is bool or item is None:
             continue
         if kind is float:
-            if item != item:
-                continue  # NaN: a missing value
-            if math.isinf(item) or (decoded_by_orjson and abs(item) >= INT64):
+            if math.isinf(item):
                 return False
         elif kind is int:
             if not -INT64 <= item < INT64:
                 return False
         elif kind is dict or kind is list:
-            if not _fits(item, depth + 1, decoded_by_orjson):
+            if not _fits(item, depth + 1):
                 return False
         else:
             return False
     return True
 
 
+def _nested_within(value: Any, depth: int) -> bool:
+    """True when no object or list in ``value`` is nested ``MAX_DEPTH`` levels deep."""
+    if type(value) not in _CONTAINERS:
+        return True
+    if depth >= MAX_DEPTH:
+        return False
+    items = value.values() if type(value) is dict else value
+    if _CONTAINERS.isdisjoint(map(type, items)):
+        return True  # a row of plain values: the common case, judged in C
+    return all(_nested_within(item, depth + 1) for item in (value.values() if type(value) is dict else value))
+
+
 def _decode_fast(body: bytes | bytearray | str) -> Any:
-    """orjson's reading of a body when it is certainly the careful decoder's; else ``_CAREFUL``."""
+    """orjson's reading of a body when it is certainly the careful decoder's; else ``_CAREFUL``.
+
+    orjson refuses what the careful decoder words a refusal for (infinity, NaN, bad UTF-8, lone
+    surrogates, 1,024 levels of nesting): those bodies go the careful way, as do long digit runs
+    (above) and bodies nested too deep.
+    """
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return _CAREFUL  # NaN literals, lone surrogates, bad UTF-8, deep nesting...: the careful path words it
-    if len(body) > MAX_NUMBER_CHARS:
-        pattern = _LONG_NUMBER_TEXT if isinstance(body, str) else _LONG_NUMBER
-        if pattern.search(body):  # type: ignore[arg-type]
-            return _CAREFUL  # a number literal (or a string) this long: let the careful path judge it
-    return value if _fits(value, 0, decoded_by_orjson=True) else _CAREFUL
+        return _CAREFUL
+    if isinstance(body, str):
+        long_run = _DIGIT_RUN_TEXT.search(body) is not None
+    else:
+        long_run = _DIGIT_RUN in body.translate(_DIGITS)
+    return _CAREFUL if long_run or not _nested_within(value, 0) else value
 
 
 def decode(body: bytes | bytearray | str) -> Any:
@@ -209,8 +226,11 @@ def decode(body: bytes | bytearray | str) -> Any:
     numbers (both round correctly) and the careful path reads everything else.
     """
     fast = _decode_fast(body)
-    if fast is not _CAREFUL:
-        return fast
+    return _decode_carefully(body) if fast is _CAREFUL else fast
+
+
+def _decode_carefully(body: bytes | bytearray | str) -> Any:
+    """The careful decoder on its own (``decode`` without orjson)."""
     try:
         text = body.decode("utf-8") if isinstance(body, bytes | bytearray) else body
         value = json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
@@ -264,7 +284,7 @@ def bound(value: Any) -> None:
 
     Used on bodies this module decodes and on bodies a runtime decoded itself.
     """
-    if _fits(value, 0, decoded_by_orjson=False):
+    if _fits(value, 0):
         return
     try:
         _walk(value, 0)

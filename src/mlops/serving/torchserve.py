@@ -28,6 +28,7 @@ from mlops.serving.loadgen import LoadResult
 from mlops.serving.traffic import TRAFFIC_HEADER
 
 ENVIRONMENTS = ("staging", "production")
+LOG_CONFIG = "log4j2.xml"  # TorchServe's logging, beside the environment configs
 
 
 def read_properties(path: Path) -> dict[str, str]:
@@ -90,6 +91,8 @@ class LocalServer:
         # spinning against each other on a small machine cost seconds per request
         env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
         env["MLOPS_PREDICTION_LOG_DIR"] = str(self.home / "predictions")
+        # the handler decodes request bodies itself (faster, and the same checks either way)
+        env["TS_DECODE_INPUT_REQUEST"] = "false"
         return env
 
     def pid(self) -> int | None:
@@ -127,12 +130,16 @@ class LocalServer:
         """The committed config plus this machine's paths.
 
         Worker sockets go to the environment's temp dir (two servers would otherwise share
-        /tmp/.ts.sock.9000), the metrics config is added, and ``allowed_urls`` admits this
+        /tmp/.ts.sock.9000), the metrics and logging configs beside it are added (``metrics.yaml``,
+        ``log4j2.xml``), and ``allowed_urls`` admits this
         environment's model store by its absolute path: the committed pattern (any folder ending
         in ``.serve/<env>/model-store/``) would admit a look-alike folder anywhere.
         """
         lines = self.config.read_text().splitlines()
         vmargs = f"{self.props.get('vmargs', '')} -Djava.io.tmpdir={self.tmp}".strip()
+        logging_config = self.config.with_name(LOG_CONFIG)
+        if logging_config.exists() and "log4j.configurationFile" not in vmargs:
+            vmargs += f" -Dlog4j.configurationFile={logging_config}"
         others = [e for e in self.props.get("allowed_urls", "").split(",") if e and "model-store" not in e]
         allowed = ",".join([archive_url_pattern(f"file://{self.store}"), *others]).replace("\\", "\\\\")
         lines = [line for line in lines if not line.strip().startswith(("vmargs=", "allowed_urls="))]
