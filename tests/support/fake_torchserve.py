@@ -43,7 +43,7 @@ class FakeClient:
     def install(self, archive: Path, name: str, version: str) -> str:
         return f"{name}-{version}.mar"
 
-    def register(self, url: str, timeout_s: int) -> None:
+    def register(self, url: str, timeout_s: int, max_batch_delay_ms: int | None = None) -> None:
         self.server.calls.append(f"register {url}")
         version = url.rsplit("-", 1)[1].removesuffix(".mar")
         if version not in self.server.archives:

@@ -302,7 +302,7 @@ def release(ctx: Context, env: str, action: str) -> records.Deployment | None:
     if registered_here:
         url = client.install(ctx.archive, ctx.name, ctx.version)
         ctx.progress(f"{env}: registering {ctx.name} {ctx.version} ({url})")
-        client.register(url, ctx.params.deploy.ready_timeout_s)
+        client.register(url, ctx.params.deploy.ready_timeout_s, ctx.params.serve.max_batch_delay_ms)
     client.wait_ready(ctx.name, ctx.version, ctx.params.deploy.ready_timeout_s)
     ctx.progress(f"{env}: {ctx.version} workers READY after {time.perf_counter() - started:.1f}s; checking it")
     checks = run_checks(ctx, client)

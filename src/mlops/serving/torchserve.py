@@ -91,8 +91,6 @@ class LocalServer:
         # spinning against each other on a small machine cost seconds per request
         env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
         env["MLOPS_PREDICTION_LOG_DIR"] = str(self.home / "predictions")
-        # the handler decodes request bodies itself (faster, and the same checks either way)
-        env["TS_DECODE_INPUT_REQUEST"] = "false"
         return env
 
     def pid(self) -> int | None:
@@ -241,9 +239,15 @@ class Client:
         except requests.RequestException:
             return False
 
-    def register(self, url: str, timeout_s: int) -> None:
-        """Register an archive (its workers start as its model config says) and wait for them."""
+    def register(self, url: str, timeout_s: int, max_batch_delay_ms: int | None = None) -> None:
+        """Register an archive (its workers start as its model config says) and wait for them.
+
+        ``max_batch_delay_ms`` is passed to the API as well: TorchServe 0.12 ignores a
+        ``maxBatchDelay`` of 0 in the archive's model config and waits its default 100 ms instead.
+        """
         query = f"/models?url={quote(url, safe='')}&synchronous=true"
+        if max_batch_delay_ms is not None:
+            query += f"&max_batch_delay={max_batch_delay_ms}"
         self._check(self._manage("POST", query, timeout=timeout_s + 10), f"register {url}")
 
     def versions(self, name: str) -> list[dict[str, Any]]:
