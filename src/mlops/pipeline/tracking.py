@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from mlops.core import paths
 from mlops.core.artifacts import flatten
+from mlops.core.threads import native_threads
 
 MODEL_SHA_TAG = "model_sha256"
 
@@ -74,7 +75,8 @@ def log_training(
     """One run: params, metrics, lineage tags, the model (signature + example), a registry version."""
     uri = configure(root)
     experiment_id = _experiment(experiment)
-    with mlflow.start_run(experiment_id=experiment_id) as run:
+    # MLflow scores the input example (signature, serving check): one native thread, as everywhere
+    with native_threads(), mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_params(flatten(params))
         mlflow.log_metrics(metrics)
         mlflow.set_tags(tags)
