@@ -29,7 +29,19 @@ $(STAMP): requirements.txt pyproject.toml package-lock.json
 	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	npm ci --no-audit --no-fund --loglevel=error
+	@$(MAKE) --no-print-directory wrk
 	@touch $@
+
+# wrk drives `make bench` (locust, the fallback, measures itself more than the server on a small machine)
+.PHONY: wrk
+wrk:
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }) >/dev/null \
+	      && echo "installed wrk (the benchmark's load generator)"; \
+	  fi; \
+	  command -v wrk >/dev/null || echo "note: wrk is not installed (as root on Debian: apt-get install wrk); make bench will use locust, which limits the throughput it can measure"; \
+	}
 
 data: setup ## write the example data (deterministic) and track it with DVC
 	mlops data
