@@ -275,7 +275,7 @@ def test_training_fits_with_one_native_thread(params, data, monkeypatch):
 
 def test_one_native_thread_fits_the_same_trees_and_scores_as_two(params, data):
     contract = load_contract(CONTRACTS["binary"])
-    X, y = features_and_target(data("binary").iloc[:600], contract)
+    X, y = features_and_target(data("binary").iloc[:300], contract)
     fits = []
     for n in (1, 2):
         with threadpool_limits(n):
