@@ -41,21 +41,31 @@ TARGETS = {"validate_1m_rows_s": 5.0, "make_pr_one_param_s": 12.0, "noop_dvc_rep
 COPY_IGNORE = shutil.ignore_patterns(".venv", ".git", "node_modules", ".serve", "site", "__pycache__", "mlartifacts")
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> dict[str, float]:
-    """Run a command; its wall seconds, CPU seconds (with its children) and peak memory (MB)."""
+TIME = shutil.which("time", path="/usr/bin:/bin")  # GNU time: the command's own peak memory
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run a command; its wall seconds, CPU seconds (with its children) and peak memory (MB).
+
+    The peak comes from GNU time when it is there: a child's own high-water mark would otherwise
+    start at this process's memory (Linux keeps it across fork and exec).
+    """
+    marker = "peak-rss-kb="
+    full = [TIME, "-f", marker + "%M", *cmd] if TIME else cmd
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(full, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = proc.stdout.read() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}:\n{out[-3000:]}")
+    peaks = [int(line.split("=", 1)[1]) for line in out.splitlines() if line.startswith(marker)]
     return {
         "wall_s": round(wall, 2),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
-        "peak_mb": round(usage.ru_maxrss / 1024, 1),
-        "output": out,  # type: ignore[dict-item]
+        "peak_mb": round((peaks[-1] if peaks else usage.ru_maxrss) / 1024, 1),
+        "output": out,
     }
 
 
