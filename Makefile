@@ -14,8 +14,10 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export NO_MKDOCS_2_WARNING := 1  # mkdocs-material's notice about its successor, printed on every build
 
 .PHONY: help setup data repro lint format test demo serve-up down deploy-staging promote-production \
-	rollback-production status bench bench-pipeline pr test-unit ci-data ci-push ci-artifact ci-deploy-staging \
-	ci-promote-production ingest monitor cycle ci-monitor ci-monitor-alert ci-retrain bench-monitoring docs clean
+	rollback-production status reconcile publish bench bench-pipeline pr test-unit test-integration test-e2e \
+	ci-changes ci-remote ci-data ci-lock-check ci-push ci-build ci-verify ci-deploy-staging ci-promote-production \
+	ci-push-tags ci-rollback-production ingest monitor cycle ci-monitor ci-monitor-alert ci-retrain bench-monitoring \
+	docs clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -65,14 +67,20 @@ format: setup ## fix what ruff can fix and format the code
 	ruff check --fix src tests benchmarks
 	ruff format src tests benchmarks
 
-test: setup ## the whole test suite (unit, integration, e2e)
+test: setup ## the whole test suite (unit, integration, e2e, workflows)
 	pytest
 
 test-unit: setup ## unit tests only (seconds, no services)
 	pytest -m unit
 
+test-integration: setup ## integration tests only (real DVC, MLflow, Great Expectations, TorchServe)
+	pytest -m integration
+
+test-e2e: setup ## end-to-end tests and the workflows run by act (the whole loop)
+	pytest -m "e2e or workflows"
+
 pr: setup ## what the PR workflow runs: dvc repro, report vs BASE and production, gate (make pr BASE=main)
-	mlops pr --base $(or $(BASE),main)
+	mlops pr --base $(or $(BASE),main) $(if $(PR_NOTE),--note "$(PR_NOTE)")
 
 demo: setup ## fresh clone -> trained, tracked model served by local staging and production
 	@test -d data/raw || $(MAKE) --no-print-directory data
@@ -88,7 +96,7 @@ demo: setup ## fresh clone -> trained, tracked model served by local staging and
 	@echo "  plots            dvc plots show           -> dvc_plots/index.html; PNGs in reports/evaluate/"
 	@echo "  data validation  reports/validation.json"
 	@echo "  MLflow runs      $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db  -> http://127.0.0.1:5000"
-	@echo "  promotions       git tag -n99 -l 'model/production/*'"
+	@echo "  promotions       gto show; gto history   (git tags in GTO's format, records in the tag messages)"
 	@echo
 	@echo "Ask production (ready to paste):"
 	@mlops serve request production
@@ -104,14 +112,20 @@ down: setup ## stop the local TorchServe servers
 deploy-staging: setup ## deploy models/*.mar to staging: register, READY, checks, set-default
 	mlops deploy staging
 
-promote-production: setup ## promote what passed staging to production; adds a model/production/<n> tag
+promote-production: setup ## promote what passed staging to production; records it as a git tag (GTO)
 	mlops promote production
 
-rollback-production: setup ## make production's previous version the default again; adds a tag
+rollback-production: setup ## make production's previous version the default again; records it as a git tag
 	mlops rollback production
 
-status: setup ## what each environment serves
+status: setup ## what each environment serves, and where its records differ
 	mlops status
+
+reconcile: setup ## bring ENV's (default production) server, ledger, tag and alias in line; finish an interrupted move
+	mlops reconcile $(or $(ENV),production)
+
+publish: setup ## upload the archive to MLOPS_<ENV>_ARCHIVE_URL_PREFIX (ENV default production), verified
+	mlops publish $(or $(ENV),production)
 
 bench: setup ## serving benchmark against production (after make demo): writes reports/bench.json
 	mlops bench production
@@ -130,51 +144,115 @@ monitor: setup ## monitor ENV (default production): latency, errors, predictions
 
 # ---- CI steps (the workflows call these; each also runs locally) ----
 SUMMARY = $${GITHUB_STEP_SUMMARY:-/dev/null}
+OUTPUT = $${GITHUB_OUTPUT:-/dev/null}
+# GITHUB_TOKEN for one git command only (checkout keeps no credentials: persist-credentials: false)
+GIT_AUTH = -c "http.extraheader=AUTHORIZATION: basic $$(printf 'x-access-token:%s' "$$GITHUB_TOKEN" | base64 -w0)"
 
-ci-data: setup ## data and run-cache from the DVC remote at DVC_REMOTE_URL, else the example data
+ci-changes: ## code=true|false: whether BASE..HEAD touches code, tests, workflows or the Makefile (picks the test tiers)
+	@test -n "$(BASE)" || { echo "error: set BASE (the commit to compare with)" >&2; exit 2; }
+	@changed=$$(git diff --name-only "$(BASE)" HEAD) || exit 2; \
+	if printf '%s\n' "$$changed" | grep -qE '^(src/|serve/|tests/|benchmarks/|\.github/|Makefile$$|requirements\.txt$$|pyproject\.toml$$|package(-lock)?\.json$$|dvc\.yaml$$)'; \
+	then code=true; else code=false; fi; echo "code=$$code" | tee -a $(OUTPUT)
+
+ci-remote: setup ## make DVC_REMOTE_URL, when set, the default DVC remote (.dvc/config.local)
+	@if [ -n "$$DVC_REMOTE_URL" ]; then dvc remote add --local -f -d ci "$$DVC_REMOTE_URL"; fi
+
+ci-data: ci-remote ## data and run-cache from the DVC remote; without one, only the example repository may regenerate its data
 	@if [ -n "$$DVC_REMOTE_URL" ]; then \
-	  dvc remote add --local -f -d ci "$$DVC_REMOTE_URL" && dvc pull --run-cache --allow-missing; \
+	  dvc pull --run-cache --allow-missing; \
+	elif [ -d data/raw ]; then \
+	  echo "No DVC remote (DVC_REMOTE_URL is not set): using data/raw as it is." | tee -a $(SUMMARY); \
+	elif mlops data >/dev/null 2>&1 && dvc add -q data/raw && git diff --quiet -- data/raw.dvc; then \
+	  echo "No DVC remote (DVC_REMOTE_URL is not set): regenerated the example data, which is exactly what data/raw.dvc names (only the example repository can do this); production's model cannot be fetched for comparison." | tee -a $(SUMMARY); \
+	  echo "PR_NOTE=No DVC remote (DVC_REMOTE_URL is not set, as for pull requests from forks): this run regenerated the example data, and compares with production only if it rebuilt production's model itself." >> $${GITHUB_ENV:-/dev/null}; \
 	else \
-	  echo "no DVC remote configured (DVC_REMOTE_URL): writing the example data"; $(MAKE) --no-print-directory data; \
+	  git checkout -q -- data/raw.dvc 2>/dev/null; rm -rf data/raw; \
+	  echo "error: no DVC remote: set the variable DVC_REMOTE_URL (and the storage credentials) to pull this repository's data; data/raw.dvc is not the example data. Pull requests from forks get no variables: push the branch to this repository to reproduce it." >&2; \
+	  exit 2; \
 	fi
 
-ci-push: setup ## push data, models and the run-cache to the DVC remote
+ci-lock-check: ## fail when the committed dvc.lock or models/package.json is not what this commit reproduces
+	@if ! git diff --quiet -- dvc.lock models/package.json; then \
+	  echo "error: the committed dvc.lock and models/package.json are not what this commit reproduces: run dvc repro, commit both, dvc push, and push again." >&2; \
+	  git --no-pager diff --stat -- dvc.lock models/package.json >&2; exit 1; \
+	fi
+	@echo "dvc.lock and models/package.json are what this commit reproduces." | tee -a $(SUMMARY)
+
+ci-push: ci-remote ## push data, models and the run-cache to the DVC remote at DVC_REMOTE_URL
+	@test -n "$$DVC_REMOTE_URL" || { echo "error: set DVC_REMOTE_URL (the DVC remote to push to)" >&2; exit 2; }
 	dvc push --run-cache
 
-ci-artifact: ci-data ## the archive CI built (pulled); dvc repro rebuilds only what is missing
+ci-build: ci-data ## the archive main names, built once: pulled (or built here), checked against the commit, pushed; deploy=, sha256=
 	dvc repro
+	@$(MAKE) --no-print-directory ci-lock-check
+	@if [ -n "$$DVC_REMOTE_URL" ]; then $(MAKE) --no-print-directory ci-push; fi
+	@mlops pending | tee -a $(OUTPUT) $(SUMMARY)
 
-ci-deploy-staging: setup ## deploy to the MLOPS_STAGING_* server or, if unset, to an ephemeral local one
+ci-verify: ## the downloaded build is the one this commit names: models/package.json as committed, the archive's sha256 = SHA256
+	@test -n "$$SHA256" || { echo "error: set SHA256 (the build job's output)" >&2; exit 2; }
+	@git diff --quiet -- models/package.json || { echo "error: the downloaded models/package.json is not the committed one" >&2; exit 1; }
+	@echo "$$SHA256  $$(ls models/*.mar)" | sha256sum --check --strict
+
+ci-deploy-staging: setup ## deploy to the MLOPS_STAGING_* server (published there first) or, if unset, to an ephemeral local one
 	@if [ -z "$$MLOPS_STAGING_MANAGEMENT_URL" ]; then \
 	  echo "No staging server configured: deploying to an ephemeral TorchServe on this runner." | tee -a $(SUMMARY); \
 	  mlops serve up staging; \
+	else \
+	  mlops publish staging; \
 	fi
 	mlops deploy staging
 	mlops status | tee -a $(SUMMARY)
 
-ci-promote-production: setup ## promote on the MLOPS_PRODUCTION_* server or, if unset, an ephemeral local one
+ci-promote-production: setup ## promote on the MLOPS_PRODUCTION_* server (published there first) or, if unset, an ephemeral local one; tags locally
 	@if [ -z "$$MLOPS_PRODUCTION_MANAGEMENT_URL" ]; then \
 	  echo "No production server configured: promoting on an ephemeral TorchServe on this runner." | tee -a $(SUMMARY); \
 	  mlops serve up production; \
+	else \
+	  mlops publish production; \
 	fi
 	mlops promote production
-	git tag -n99 -l 'model/production/*' | tail -n 40 | tee -a $(SUMMARY)
+	git tag -n99 --points-at HEAD | tee -a $(SUMMARY)
 
-ci-monitor: setup ## monitor production from its shipped prediction log (PREDICTION_LOG_URL); fails on a breach
+ci-push-tags: ## push the record tags this job made, with GITHUB_TOKEN (given to this command only)
+	@test -n "$$GITHUB_TOKEN" || { echo "error: set GITHUB_TOKEN (for the push)" >&2; exit 2; }
+	git $(GIT_AUTH) push --atomic origin --tags
+
+ci-rollback-production: setup ## roll the MLOPS_PRODUCTION_* server back, having checked the record can be pushed; push it
+	@test -n "$$GITHUB_TOKEN" || { echo "error: set GITHUB_TOKEN (for the push)" >&2; exit 2; }
+	@echo "Rollback requested: $${REASON:-no reason given}" | tr '\n' ' ' | tee -a $(SUMMARY); echo | tee -a $(SUMMARY)
+	git $(GIT_AUTH) push --dry-run --atomic origin --tags
+	mlops rollback production
+	git tag -n99 --points-at HEAD | tee -a $(SUMMARY)
+	@$(MAKE) --no-print-directory ci-push-tags
+
+ci-monitor: ci-remote ## monitor production from PREDICTION_LOG_URL (METRICS_URL, LABELS_URL); verdict=healthy|breach|unobservable
+	@rm -rf reports/monitor.md reports/monitor.json reports/monitor  # never publish an earlier run's report
 	@if [ -z "$$PREDICTION_LOG_URL" ]; then \
-	  echo "No prediction log configured (PREDICTION_LOG_URL): nothing to monitor." | tee -a $(SUMMARY); exit 0; \
+	  echo "No prediction log configured (PREDICTION_LOG_URL): nothing to monitor." | tee -a $(SUMMARY); \
+	  echo "verdict=unconfigured" >> $(OUTPUT); exit 0; \
 	fi; \
-	mlops monitor production --log-dir "$$PREDICTION_LOG_URL" $${LABELS_URL:+--labels "$$LABELS_URL"}; status=$$?; \
-	cat reports/monitor.md >> $(SUMMARY); exit $$status
+	mlops monitor production --log-dir "$$PREDICTION_LOG_URL" --metrics-url "$$METRICS_URL" $${LABELS_URL:+--labels "$$LABELS_URL"}; \
+	status=$$?; case $$status in 0) verdict=healthy;; 1) verdict=breach;; *) verdict=unobservable;; esac; \
+	echo "verdict=$$verdict" >> $(OUTPUT); \
+	if [ -f reports/monitor.md ]; then cat reports/monitor.md >> $(SUMMARY); \
+	else echo "Production could not be observed (exit $$status); nothing was reported." | tee -a $(SUMMARY); fi; \
+	exit $$status
 
-ci-monitor-alert: ## open or update the one monitoring issue with the report, and start retrain.yml (gh)
-	@number=$$(gh issue list --label monitoring --state open --json number --jq '.[0].number'); \
-	if [ -n "$$number" ]; then gh issue comment "$$number" --body-file reports/monitor.md; \
-	else gh label create monitoring --force >/dev/null 2>&1 || true; \
-	  gh issue create --title "Production monitoring: threshold breached" --label monitoring --body-file reports/monitor.md; fi
-	gh workflow run retrain.yml
+ci-monitor-alert: ## on a breach: open the one monitoring issue and start retrain.yml, or add this run's report to the open issue (gh)
+	@test -s reports/monitor.md || { echo "error: no report from this run (reports/monitor.md)" >&2; exit 2; }
+	@number=$$(gh issue list --label monitoring --state open --json number --jq '.[0].number') || exit 1; \
+	if [ -n "$$number" ]; then \
+	  gh issue comment "$$number" --body-file reports/monitor.md; \
+	  echo "Issue #$$number is open: this report was added to it; retraining started when it was opened." | tee -a $(SUMMARY); \
+	else \
+	  gh label create monitoring --force --description "production monitoring" >/dev/null || true; \
+	  gh issue create --title "Production monitoring: threshold breached" --label monitoring --body-file reports/monitor.md; \
+	  gh workflow run retrain.yml; \
+	fi
 
-ci-retrain: setup ## ingest from LANDING, dvc repro, dvc push (retrain.yml then opens the pull request)
+ci-retrain: ci-remote ## ingest from LANDING (an fsspec URL), dvc repro, dvc push (retrain.yml then opens the pull request)
+	@test -n "$$LANDING" || { echo "error: no landing location: set the variable LANDING_URL (where new batches land)" >&2; exit 2; }
+	@test -n "$$DVC_REMOTE_URL" || { echo "error: set DVC_REMOTE_URL: the new data must reach the DVC remote for the pull request" >&2; exit 2; }
 	mlops ingest --landing "$$LANDING"
 	dvc repro
 	dvc push --run-cache

@@ -42,7 +42,7 @@ def served_cost(rows: list[dict], name: str, batch_delay_ms: int) -> dict[str, d
         endpoint = server.up()
         client = Client(endpoint)
         url = install_archive(endpoint, ROOT / "models" / package["archive"], name, package["version"])
-        client.register(url, 90, batch_delay_ms)
+        client.register(url, name, package["version"], 90, batch_delay_ms)
         client.set_default(name, package["version"])
         client.wait_ready(name, package["version"], 90)
         path = f"/predictions/{name}"

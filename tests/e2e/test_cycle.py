@@ -17,6 +17,7 @@ import subprocess
 import pytest
 
 from conftest import make_project, sh
+from mlops.release.records import production_tags
 from support.servers import write_env_configs
 
 pytestmark = pytest.mark.e2e
@@ -69,7 +70,8 @@ def test_a_continuous_training_round(project):
     status = {r["environment"]: r for r in json.loads(sh("mlops", "status", "--json", cwd=project).stdout)}
     assert status["production"]["version"] == result["production_after"]
     assert status["staging"]["version"] == result["production_after"]
-    assert "model/production/2" in sh("git", "tag", "-l", cwd=project).stdout
+    promotions = production_tags(project)
+    assert [t.record["version"] for t in promotions] == [before, result["production_after"]]
     assert sh("git", "rev-parse", "--abbrev-ref", "HEAD", cwd=project).stdout.strip() == "main"
     raw = sorted(p.name for p in (project / "data/raw").glob("*.csv"))
     assert raw[-3:] == ["2025-09.csv", "2025-10.csv", "2025-11.csv"]

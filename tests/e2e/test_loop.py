@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, make_project, sh
+from mlops.release.records import production_tags
 from support.servers import write_env_configs
 
 pytestmark = pytest.mark.e2e
@@ -83,7 +84,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     sh("git", "push", "-q", "origin", "main", cwd=dev)
     make("ci-deploy-staging", cwd=dev)
     make("ci-promote-production", cwd=dev)
-    sh("git", "push", "-q", "origin", "refs/tags/model/production/*", cwd=dev)
+    sh("git", "push", "-q", "origin", "--tags", cwd=dev)  # the registry: GTO tags
     yield {"base": base, "dev": dev, "origin": base / "origin.git"}
     subprocess.run(["mlops", "serve", "down"], cwd=dev, capture_output=True)
     for k in env:
@@ -118,7 +119,8 @@ def test_the_whole_loop(loop):
     assert "| `train.hist_gradient_boosting.learning_rate` | 0.0500 | 0.1000 |" in text
     assert "### Metrics vs `origin/main`" in text
     assert "| roc_auc |" in text
-    assert f"Production serves `{first}` (model/production/1)" in text
+    [promoted] = production_tags(dev)
+    assert f"Production serves `{first}` ({promoted.name})" in text
     assert "| roc_auc | " in text.split("This branch vs production")[1]
     assert "![this branch](confusion-branch.png)" in text
     assert (pr / "reports/pr/confusion-production.png").exists()
@@ -161,21 +163,24 @@ def test_the_whole_loop(loop):
     sh("git", "commit", "-qm", "results of learn faster", cwd=dev)
     sh("git", "push", "-q", "origin", "main", cwd=dev)
     runner = clone(origin, base / "deploy")
-    artifact = make("ci-artifact", cwd=runner)
+    artifact = make("ci-build", cwd=runner)
     assert "Running stage" not in artifact.stdout  # the PR's artifact, pulled, not rebuilt
+    assert "deploy=true" in artifact.stdout
     make("ci-deploy-staging", cwd=runner)
     make("ci-promote-production", cwd=runner)
-    sh("git", "push", "-q", "origin", "refs/tags/model/production/*", cwd=runner)
+    sh("git", "push", "-q", "origin", "--tags", cwd=runner)
     second = json.loads((runner / "models/package.json").read_text())["version"]
     assert second != first
     assert production_version(runner) == second
+    promotions = production_tags(runner)
+    assert [t.record["version"] for t in promotions] == [first, second]
     tags = sh("git", "ls-remote", "--tags", str(origin), cwd=base).stdout
-    assert "refs/tags/model/production/2" in tags
+    assert f"refs/tags/{promotions[-1].name}" in tags
 
     # 5. roll back: one command, no retraining
     make("rollback-production", cwd=runner)
     assert production_version(runner) == first
-    assert "model/production/3" in sh("git", "tag", "-l", cwd=runner).stdout
+    assert [t.record["action"] for t in production_tags(runner)] == ["promote", "promote", "rollback"]
 
     # the make targets ran against this environment without reinstalling it elsewhere
     where = sh(sys.executable, "-c", "import mlops; print(mlops.__file__)", cwd=base).stdout.strip()

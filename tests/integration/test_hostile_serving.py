@@ -159,7 +159,7 @@ def test_an_archive_outside_the_environments_model_store_is_refused(site, tmp_pa
     shutil.copy(site.root / "models" / site.package()["archive"], evil / "evil.mar")
     client = Client(local_server(ENV, site.root / "serve", site.root / ".serve").endpoint())
     with pytest.raises(ServiceError, match="does not match any allowed URL"):
-        client.register(f"file://{evil / 'evil.mar'}", 60)
+        client.register(f"file://{evil / 'evil.mar'}", site.package()["name"], "evil", 60)
     assert "evil" not in {m["modelName"] for m in site.management(ENV, "/models").json()["models"]}
 
 

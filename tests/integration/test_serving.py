@@ -69,7 +69,8 @@ def first(site: Site, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any
         "models/reference.parquet",
     ):
         shutil.copy(site.root / name, keep / Path(name).name)
-    return {"version": package["version"], "dir": keep, "commit": package["git_commit"]}
+    commit = sh("git", "rev-parse", "HEAD", cwd=site.root).stdout.strip()  # the commit deployed
+    return {"version": package["version"], "dir": keep, "commit": commit}
 
 
 def release_args(d: Path) -> list[str]:
@@ -84,8 +85,7 @@ def build_release(site: Site, pipeline: Pipeline, out: Path) -> Path:
     archive, version = build_archive(
         out / "pipeline.joblib", site.root / "data/contract.yaml", site.root / "serve/handler.py", params.serve, out
     )
-    commit = sh("git", "rev-parse", "HEAD", cwd=site.root).stdout.strip()
-    info = archive_info(archive, version, params.serve.model_name, out / "pipeline.joblib", commit, {})
+    info = archive_info(archive, version, params.serve.model_name, out / "pipeline.joblib", {})
     (out / "package.json").write_text(json.dumps(info.to_dict()))
     return out
 
@@ -238,7 +238,7 @@ def test_an_older_model_is_refused_by_production_unless_forced(site, first):
     site.mlops("promote", "production")  # the newer model again (it passed staging)
     newer = site.package()["version"]
     assert site.default_version("production") == newer
-    older = release_args(first["dir"])
+    older = [*release_args(first["dir"]), "--commit", first["commit"]]  # deployed again from its own commit
     refused = site.mlops("promote", "production", *older, check=False)
     assert refused.returncode == 2
     assert "does not descend" in refused.stderr
@@ -368,7 +368,7 @@ def own_pair(trained_project: Path, tmp_path: Path) -> Iterator[Site]:
     for env in ("staging", "production"):
         endpoint = local_server(env, root / "serve", root / ".serve").endpoint()
         url = install_archive(endpoint, root / "models" / package["archive"], package["name"], package["version"])
-        Client(endpoint).register(url, 90)
+        Client(endpoint).register(url, package["name"], package["version"], 90)
     yield own
     own.mlops("serve", "down", check=False)
 

@@ -1,10 +1,12 @@
 """An in-memory stand-in for a TorchServe environment, for fast unit tests of the release logic.
 
 It keeps TorchServe's rules that deployments rely on (the first registered version becomes the
-default; set-default needs a registered version; the default cannot be unregistered while other
-versions exist) and answers predictions with the real ``Predictor``, so parity, quality and
-contract checks run for real. What it leaves out (HTTP, workers, the model store) is covered by
-the integration tests against real TorchServe.
+default; registering a registered version is a conflict and an unknown archive is not found;
+set-default needs a registered version; the default cannot be unregistered while other
+versions exist; a restart forgets every registration but keeps the model store) and answers
+predictions with the real ``Predictor``, so parity, quality and contract checks run for real.
+What it leaves out (HTTP, workers, their start-up) is covered by the integration tests against
+real TorchServe.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlops.core.errors import ServiceError
+from mlops.core.errors import ServiceError, UserError
 from mlops.release.deploy import Context, Site
 from mlops.serving.inference import Predictor, RequestError
 from mlops.serving.loadgen import LoadResult
@@ -29,7 +31,14 @@ class FakeServer:
     archives: dict[str, Predictor]
     registered: dict[str, Predictor] = field(default_factory=dict)
     default: str | None = None
+    store: set[str] = field(default_factory=set)  # versions whose archive was installed (the model store)
+    up: bool = True
     calls: list[str] = field(default_factory=list)
+
+    def restart(self) -> None:
+        """`serve down` then `serve up`: every registration is gone, the model store stays."""
+        self.registered.clear()
+        self.default = None
 
 
 class FakeClient:
@@ -41,13 +50,20 @@ class FakeClient:
         self.endpoint = Endpoint(server.name, url, url, None, "token", "token", None)
 
     def install(self, archive: Path, name: str, version: str) -> str:
+        self.server.store.add(version)
         return f"{name}-{version}.mar"
 
-    def register(self, url: str, timeout_s: int, max_batch_delay_ms: int | None = None) -> None:
+    def stored_archive(self, name: str, version: str) -> str | None:
+        return f"{name}-{version}.mar" if version in self.server.store else None
+
+    def register(
+        self, url: str, name: str, version: str, timeout_s: float, max_batch_delay_ms: int | None = None
+    ) -> None:
         self.server.calls.append(f"register {url}")
-        version = url.rsplit("-", 1)[1].removesuffix(".mar")
-        if version not in self.server.archives:
+        if url.rsplit("-", 1)[1].removesuffix(".mar") != version or version not in self.server.archives:
             raise ServiceError(f"register {url}: HTTP 404: no such archive")
+        if version in self.server.registered:
+            raise ServiceError(f"register {url}: HTTP 409: already registered")
         self.server.registered[version] = self.server.archives[version]
         self.server.default = self.server.default or version
 
@@ -72,6 +88,8 @@ class FakeClient:
 
     def unregister(self, name: str, version: str) -> None:
         self.server.calls.append(f"unregister {version}")
+        if version not in self.server.registered:
+            raise ServiceError(f"unregister {name} {version}: HTTP 404")
         if version == self.server.default and len(self.server.registered) > 1:
             raise ServiceError(f"unregister {name} {version}: HTTP 400: cannot remove the default version")
         self.server.registered.pop(version)
@@ -108,15 +126,20 @@ class _Fake:
     servers: dict[str, FakeServer]
 
     def client(self, env: str, start: bool = True) -> FakeClient:
-        return FakeClient(self.servers[env])
+        server = self.servers[env]
+        if not server.up:
+            if not start:
+                raise UserError(f"{env}: local TorchServe is not running (`mlops serve up {env}`)")
+            server.up = True
+        return FakeClient(server)
 
     def running(self, env: str) -> FakeClient | None:
-        return FakeClient(self.servers[env])
+        return FakeClient(self.servers[env]) if self.servers[env].up else None
 
 
 @dataclass
 class FakeSite(_Fake, Site):
-    """A ``Site`` whose environments are fake servers (all of them up)."""
+    """A ``Site`` whose environments are fake servers."""
 
     servers: dict[str, FakeServer] = field(default_factory=dict)
 

@@ -12,6 +12,7 @@ import pandas as pd
 import requests
 
 from mlops.core.contract import load_contract
+from mlops.release.records import production_tags
 from mlops.serving.inference import records
 from mlops.serving.torchserve import read_properties
 from support.project import sh
@@ -87,8 +88,8 @@ class Site:
         return {row["environment"]: row for row in json.loads(self.mlops("status", "--json").stdout)}
 
     def tags(self) -> list[str]:
-        out = sh("git", "tag", "-l", "model/production/*", cwd=self.root).stdout.split()
-        return sorted(out, key=lambda t: int(t.rsplit("/", 1)[1]))
+        """Production's record tags (GTO assignments, and legacy ones), oldest first."""
+        return [t.name for t in production_tags(self.root)]
 
     def tag_record(self, tag: str) -> dict[str, Any]:
         message = sh("git", "tag", "-l", "--format=%(contents)", tag, cwd=self.root).stdout

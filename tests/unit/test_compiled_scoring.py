@@ -164,7 +164,7 @@ def test_the_deploy_parity_check_passes_for_every_family_every_time(fitted, rele
     served = joblib.load(tmp_path / "pipeline.joblib")  # the archive's copy, loaded by the worker
     server = FakeServer("staging", {"v1": Predictor(served, contract, "v1")})
     client = FakeClient(server)
-    client.register("m-v1.mar", 10)
+    client.register("m-v1.mar", "m", "v1", 10)
     ctx = FakeContext(tmp_path, release_params, tmp_path, tmp_path, lambda _: None, contract, tmp_path / "m.mar",
                       {"version": "v1"}, tmp_path / "pipeline.joblib", tmp_path / "holdout.parquet")  # fmt: skip
     frame = pd.read_parquet(tmp_path / "holdout.parquet")

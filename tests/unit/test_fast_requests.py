@@ -183,13 +183,14 @@ class _Recorder(BaseHTTPRequestHandler):
         pass
 
 
-def test_registration_passes_the_batch_delay_torchserve_ignores_in_the_archive():
+def test_registration_passes_the_batch_delay_torchserve_ignores_in_the_archive(monkeypatch):
+    monkeypatch.setattr(Client, "wait_ready", lambda *a: None)  # the stand-in registers nothing to wait for
     server = HTTPServer(("127.0.0.1", 0), _Recorder)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        Client(Endpoint("staging", url, url, None, "t", "t", None)).register("m-v1.mar", 5, 0)
+        Client(Endpoint("staging", url, url, None, "t", "t", None)).register("m-v1.mar", "m", "v1", 5, 0)
     finally:
         server.shutdown()
     [path] = _Recorder.seen

@@ -77,7 +77,7 @@ def test_lower_is_better_metrics_count_an_increase_as_worse():
 
 
 def test_the_production_section_says_why_it_is_missing():
-    assert "no `model/production/*` tag" in report.render(facts(), [])
+    assert "Nothing is in production yet: no production record in git" in report.render(facts(), [])
     unfetched = Production("model/production/3", {"version": "abc"}, None, "could not fetch its model")
     assert "Production is `abc` (model/production/3), but could not fetch its model" in report.render(
         facts(production=unfetched), []

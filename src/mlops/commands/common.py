@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlops.core import paths
 from mlops.core.config import load_params
 from mlops.core.contract import load_contract
 from mlops.core.progress import Progress
-from mlops.release.deploy import Context, Site
+from mlops.release.environments import Site
+
+if TYPE_CHECKING:
+    from mlops.release.deploy import Context
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -43,4 +47,6 @@ def site(args: argparse.Namespace, stage: str) -> Site:
 
 
 def context(args: argparse.Namespace, stage: str) -> Context:
+    from mlops.release.deploy import Context  # pandas and scikit-learn: only moves with an archive need them
+
     return Context.load(site(args, stage), load_contract(args.contract), args.package, args.model, args.holdout)

@@ -19,12 +19,13 @@ def _parser(name: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--base", default="main", help="git revision to compare with (default: %(default)s)")
     contract_arg(p)
     p.add_argument("--out", type=Path, default=paths.PR_REPORT, help="(default: %(default)s)")
+    p.add_argument("--note", action="append", default=[], help="a line to show under the verdict (repeatable)")
     return p
 
 
 def _report(args: argparse.Namespace, repro: report.Repro | None) -> int:
     gates = load_params(args.params).gates
-    failures = report.write(args.root, args.base, load_contract(args.contract), gates, args.out, repro)
+    failures = report.write(args.root, args.base, load_contract(args.contract), gates, args.out, repro, args.note)
     kb = sum(p.stat().st_size for p in args.out.parent.iterdir() if p.is_file()) / 1024
     print(f"report: {args.out} ({kb:.0f} KB with its pictures)")
     if failures:

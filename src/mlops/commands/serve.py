@@ -6,13 +6,14 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlops.commands.common import contract_arg, parser
+from mlops.commands.common import contract_arg, parser, site
 from mlops.core import paths
 from mlops.core.config import load_params
 from mlops.core.contract import load_contract
 from mlops.core.errors import UserError
 from mlops.core.progress import Progress
 from mlops.pipeline.datasets import read_table
+from mlops.release.environments import restore
 from mlops.serving.inference import records
 from mlops.serving.replay import replay
 from mlops.serving.torchserve import ENVIRONMENTS, Client, LocalServer, local_server
@@ -39,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             ep = server.up()
             progress(f"{env}: up, inference {ep.inference_url}, management {ep.management_url}")
             progress(f"{env}: tokens in {server.home / 'key_file.json'}")
+            restored = restore(site(args, "serve"), env)  # serve what the records say it serves
+            if restored.record is not None:
+                progress(f"{env}: serves {restored.serving or 'nothing'}; the record says {restored.record.version}")
         elif args.action == "down":
             progress(f"{env}: {'stopped' if server.down() else 'was not running'}")
         elif args.action == "replay":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from mlops.core import paths
 from mlops.core.artifacts import read_json
 from mlops.core.config import GateParams, MonitorParams
 from mlops.core.contract import Contract
-from mlops.core.errors import MlopsError, UserError
+from mlops.core.errors import MlopsError, ServiceError, UserError
 from mlops.core.task import Task, task_of
 from mlops.pipeline import figures
 from mlops.pipeline.datasets import read_table
@@ -46,6 +47,24 @@ def _files(location: str | Path, pattern: str) -> tuple[Any, list[str]]:
     return fs, sorted(fs.glob(f"{root.rstrip('/')}/{pattern}"))
 
 
+def _lines(location: str | Path) -> Iterator[bytes]:
+    """Every line of every prediction-log file at ``location``, file by file (streamed).
+
+    Raises ServiceError when the log cannot be read at all (no such location, an unreadable
+    file): the monitor then cannot observe, which is not the same as observing nothing wrong.
+    """
+    try:
+        fs, root = fsspec.core.url_to_fs(str(location))
+        if not fs.exists(root):
+            raise ServiceError(f"the prediction log {location} does not exist (has the server shipped any?)")
+        _, paths = _files(location, "predictions-*.jsonl*")
+        for path in paths:
+            with fs.open(path, "rb") as f:
+                yield from f
+    except (OSError, ValueError) as e:  # fsspec and the file system raise many kinds
+        raise ServiceError(f"cannot read the prediction log {location}: {type(e).__name__}: {str(e)[:200]}") from e
+
+
 def read_log(
     location: str | Path,
     since: float,
@@ -58,7 +77,7 @@ def read_log(
 
     Rows of another model (by name) or another version, when those are given, and rows the
     deployment checks sent are left out; so are torn lines (a worker killed mid-write). Each kind
-    left out is counted in ``skipped``.
+    left out is counted in ``skipped``. A log that cannot be read is a ServiceError (``_lines``).
     """
     counts = skipped if skipped is not None else {}
 
@@ -66,29 +85,26 @@ def read_log(
         counts[kind] = counts.get(kind, 0) + 1
 
     records: list[dict[str, Any]] = []
-    fs, paths = _files(location, "predictions-*.jsonl*")
-    for path in paths:
-        with fs.open(path, "rb") as f:
-            for line in f:
-                try:
-                    r = orjson.loads(line)
-                    stamp = float(r["time"])
-                    inside = since <= stamp < until
-                except (orjson.JSONDecodeError, TypeError, KeyError, ValueError):
-                    skip("torn lines")
-                    continue
-                if not inside:
-                    continue
-                if not isinstance(r.get("inputs"), dict) or "model_version" not in r:
-                    skip("torn lines")
-                elif r.get("traffic") is not None:
-                    skip("deployment-check rows")
-                elif model is not None and r.get("model", model) != model:
-                    skip("rows of other models")
-                elif version is not None and str(r["model_version"]) != version:
-                    skip("rows of other versions")
-                else:
-                    records.append(r)
+    for line in _lines(location):
+        try:
+            r = orjson.loads(line)
+            stamp = float(r["time"])
+            inside = since <= stamp < until
+        except (orjson.JSONDecodeError, TypeError, KeyError, ValueError):
+            skip("torn lines")
+            continue
+        if not inside:
+            continue
+        if not isinstance(r.get("inputs"), dict) or "model_version" not in r:
+            skip("torn lines")
+        elif r.get("traffic") is not None:
+            skip("deployment-check rows")
+        elif model is not None and r.get("model", model) != model:
+            skip("rows of other models")
+        elif version is not None and str(r["model_version"]) != version:
+            skip("rows of other versions")
+        else:
+            records.append(r)
     if not records:
         return pd.DataFrame()
     frame = pd.DataFrame.from_records([r["inputs"] for r in records])
@@ -190,15 +206,22 @@ def drift_table(
 
 
 def scrape(metrics_url: str | None) -> dict[str, float]:
-    """Totals of the TorchServe metrics the report uses (empty when unreachable)."""
+    """Totals of the TorchServe metrics the report uses (empty when no metrics API is configured).
+
+    Raises ServiceError when the configured metrics API cannot be read: a server that cannot be
+    seen must not look healthy.
+    """
     if not metrics_url:
         return {}
+    url = metrics_url.rstrip("/") + "/metrics"
     try:
-        text = requests.get(metrics_url.rstrip("/") + "/metrics", timeout=10).text
-    except requests.RequestException:
-        return {}
+        response = requests.get(url, timeout=10)
+        response.raise_for_status()
+        families = list(text_string_to_metric_families(response.text))
+    except (requests.RequestException, ValueError) as e:
+        raise ServiceError(f"cannot scrape {url}: {type(e).__name__}: {str(e)[:200]}") from e
     totals: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
+    for family in families:
         for sample in family.samples:
             key = sample.name.removesuffix("_total")  # the parser names counter samples <name>_total
             if key in ("MissingValues", "PredictionBucket"):
@@ -527,6 +550,12 @@ def serving_version(endpoint: Endpoint, name: str) -> str | None:
         return None
 
 
+def recorded_version(site: Site, env: str) -> str | None:
+    """The version git's record says ``env`` serves (production only), when the server is not asked."""
+    found = records.production_record(site.root, site.name) if env == "production" else None
+    return str(found[1].get("version")) if found and found[1].get("version") else None
+
+
 def monitor_environment(
     site: Site,
     env: str,
@@ -535,16 +564,24 @@ def monitor_environment(
     labels: str | Path | None = paths.LABELS,
     reference: Path | None = None,
     since: float | None = None,
+    metrics_url: str | None = None,
 ) -> Monitoring:
-    """Monitor one environment with its own prediction log, metrics and access log by default."""
-    endpoint = resolve(env, site.serve_dir, site.runtime_dir)
-    local = endpoint.local
+    """Monitor one environment with its own prediction log, metrics and access log by default.
+
+    ``metrics_url`` overrides the environment's metrics API ("" for none); with it and ``log_dir``
+    given, the environment's server settings (URLs, tokens) are not needed at all.
+    """
+    local, endpoint = None, None
+    if log_dir is None or metrics_url is None:
+        endpoint = resolve(env, site.serve_dir, site.runtime_dir)
+        local = endpoint.local
+        metrics_url = endpoint.metrics_url if metrics_url is None else metrics_url
     log_dir = log_dir or (local.home / "predictions" if local else None)
     if log_dir is None:
         raise UserError(f"remote {env}: pass --log-dir with the server's prediction log")
     ref, offline = training_reference(site, reference)
-    version = serving_version(endpoint, site.name)
-    sources = Sources(env, log_dir, ref, offline, endpoint.metrics_url, local.logs if local else None, labels,
+    version = serving_version(endpoint, site.name) if endpoint else recorded_version(site, env)
+    sources = Sources(env, log_dir, ref, offline, metrics_url or None, local.logs if local else None, labels,
                       site.name, version)  # fmt: skip
     return monitor(sources, contract, site.params.monitor, site.params.gates, since=since)
 

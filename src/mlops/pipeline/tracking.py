@@ -10,9 +10,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -21,8 +19,10 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from mlops.core import paths
-from mlops.core.artifacts import flatten
 from mlops.core.threads import native_threads
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MODEL_SHA_TAG = "model_sha256"
 
@@ -73,6 +73,8 @@ def log_training(
     pip_requirements: list[str],
 ) -> TrainingRecord:
     """One run: params, metrics, lineage tags, the model (signature + example), a registry version."""
+    from mlops.core.artifacts import flatten  # scikit-learn comes with it: only training needs it
+
     uri = configure(root)
     experiment_id = _experiment(experiment)
     # MLflow scores the input example (signature, serving check): one native thread, as everywhere
@@ -125,15 +127,16 @@ def log_evaluation(
     return str(run_id)
 
 
-def set_alias(
-    root: Path, registered_model: str, alias: str, model_sha256: str, tags: dict[str, str]
-) -> tuple[str, str] | None:
-    """Point a registry alias (``staging``/``production``) at the version trained as this model file.
+def find_model_version(root: Path, registered_model: str, model_sha256: str) -> tuple[str, str] | None:
+    """(run id, registry version) of the newest run here that logged this exact model file, or None."""
+    from mlflow.exceptions import MlflowException
 
-    Returns (run id, model version), or None when no run here logged this model.
-    """
     configure(root)
     client = MlflowClient()
+    try:
+        client.get_registered_model(registered_model)
+    except MlflowException:  # nothing registered under this name: no run to find
+        return None
     runs = client.search_runs(
         [e.experiment_id for e in client.search_experiments()],
         filter_string=f"tags.{MODEL_SHA_TAG} = '{model_sha256}'",
@@ -142,9 +145,41 @@ def set_alias(
     for run in runs:
         versions = client.search_model_versions(f"name = '{registered_model}' and run_id = '{run.info.run_id}'")
         if versions:
-            version = str(versions[0].version)
-            client.set_registered_model_alias(registered_model, alias, version)
-            for key, value in tags.items():
-                client.set_model_version_tag(registered_model, version, key, value)
-            return run.info.run_id, version
+            return run.info.run_id, str(versions[0].version)
     return None
+
+
+def set_alias(
+    root: Path,
+    registered_model: str,
+    alias: str,
+    model_sha256: str,
+    tags: dict[str, str],
+    found: tuple[str, str] | None = None,
+) -> tuple[str, str] | None:
+    """Point a registry alias (``staging``/``production``) at the version trained as this model file.
+
+    ``found`` (run id, version) skips the search when the caller already looked it up. Returns
+    (run id, model version), or None when no run here logged this model.
+    """
+    found = found or find_model_version(root, registered_model, model_sha256)
+    if found is None:
+        return None
+    configure(root)
+    client = MlflowClient()
+    client.set_registered_model_alias(registered_model, alias, found[1])
+    for key, value in tags.items():
+        client.set_model_version_tag(registered_model, found[1], key, value)
+    return found
+
+
+def alias_target(root: Path, registered_model: str, alias: str) -> dict[str, str] | None:
+    """The version an alias points at, with its run and tags; None when the alias (or model) does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    configure(root)
+    try:
+        version = MlflowClient().get_model_version_by_alias(registered_model, alias)
+    except MlflowException:
+        return None
+    return {**version.tags, "version": str(version.version), "run_id": str(version.run_id)}

@@ -1,6 +1,9 @@
-"""Deploy, promote and roll back: register, warm, check, then set-default (a pointer swap).
+"""Deploy, promote and roll back: register, wait READY, check, then switch (a pointer swap) with records.
 
-Runtime-agnostic: TorchServe is reached only through ``mlops.serving.torchserve``.
+Every command holds the environment's lock and starts by reconciling its records
+(``mlops.release.environments``); the switch writes intent, git tag, default, alias and
+outcome in that order. Runtime-agnostic: TorchServe is reached only through
+``mlops.serving.torchserve``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import pandas as pd
 
 from mlops.core import paths
 from mlops.core.artifacts import load_pipeline, read_json
-from mlops.core.config import Params
 from mlops.core.contract import Contract
 from mlops.core.errors import MlopsError, UserError
 from mlops.core.lineage import file_sha256
@@ -25,10 +27,23 @@ from mlops.pipeline.compiled import CompiledPipeline, compile_pipeline
 from mlops.pipeline.datasets import read_table
 from mlops.pipeline.evaluation import gate_failures
 from mlops.pipeline.features import features_and_target
-from mlops.release import records
+from mlops.release import faults, records
+from mlops.release.environments import (
+    Options,
+    RecordError,
+    Site,
+    State,
+    check_recordable,
+    history,
+    reconcile,
+    restore,
+    rollback,
+    status,
+    switch,
+)
+from mlops.release.publish import publish
 from mlops.serving.inference import records as to_records
-from mlops.serving.torchserve import Client, Endpoint, local_server, resolve
-from mlops.serving.traffic import CHECK_TRAFFIC
+from mlops.serving.torchserve import Client
 
 
 @dataclass
@@ -45,48 +60,23 @@ class DeployError(MlopsError):
     """A new version failed its checks: it was unregistered and the old default keeps serving (exit 1)."""
 
 
-@dataclass
-class Site:
-    """Where environments are configured and recorded; enough for status and rollback."""
+CheckFunction = Callable[["Context", Client, pd.DataFrame], Check]
 
-    root: Path
-    params: Params
-    serve_dir: Path
-    runtime_dir: Path
-    progress: Callable[[str], None] = print
-
-    @property
-    def name(self) -> str:
-        """The served model's name (``serve.model_name``)."""
-        return self.params.serve.model_name
-
-    def ledger(self, env: str) -> records.Ledger:
-        """The deployment ledger of ``env``."""
-        return records.Ledger(self.runtime_dir / env / "deployments.jsonl")
-
-    def endpoint(self, env: str, start: bool = True) -> Endpoint:
-        """Where ``env`` answers; a local server that is down is started, or (without ``start``) refused."""
-        endpoint = resolve(env, self.serve_dir, self.runtime_dir)
-        if endpoint.local is not None and endpoint.local.pid() is None:
-            if not start:
-                raise UserError(f"{env}: local TorchServe is not running (`mlops serve up {env}`)")
-            self.progress(f"{env}: local TorchServe is not running; starting it")
-            endpoint = local_server(env, self.serve_dir, self.runtime_dir).up()
-        return endpoint
-
-    def client(self, env: str, start: bool = True) -> Client:
-        """A client of ``env``'s server; a local one that is down is started (or, without ``start``, an error).
-
-        Its predictions are the deployment checks': marked, so that monitoring leaves them out.
-        """
-        return Client(self.endpoint(env, start), traffic=CHECK_TRAFFIC)
-
-    def running(self, env: str) -> Client | None:
-        """A client of ``env``'s server, or None when it is a local server that is not running."""
-        endpoint = resolve(env, self.serve_dir, self.runtime_dir)
-        if endpoint.local is not None and endpoint.local.pid() is None:
-            return None
-        return Client(endpoint)
+__all__ = [
+    "CHECKS",
+    "Check",
+    "Context",
+    "DeployError",
+    "Options",
+    "Site",
+    "deploy_staging",
+    "passed_staging",
+    "promote_production",
+    "restore",
+    "rollback",
+    "run_checks",
+    "status",
+]
 
 
 @dataclass
@@ -98,6 +88,7 @@ class Context(Site):
     package: dict[str, Any] = field(default_factory=dict)
     pipeline: Path = paths.PIPELINE
     holdout: Path = paths.HOLDOUT
+    checks: tuple[CheckFunction, ...] | None = None  # None: every check (CHECKS)
 
     @classmethod
     def load(cls, site: Site, contract: Contract, package_file: Path, pipeline: Path, holdout: Path) -> Context:
@@ -123,6 +114,11 @@ class Context(Site):
     def version(self) -> str:
         """The archive's version (a hash of its content)."""
         return str(self.package["version"])
+
+    @property
+    def sha256(self) -> str:
+        """The archive's sha256."""
+        return str(self.package["sha256"])
 
     @cached_property
     def model(self) -> CompiledPipeline:
@@ -238,7 +234,7 @@ def run_checks(ctx: Context, client: Client) -> list[Check]:
     """Every check against the new version's own endpoint; stops after a failed smoke check."""
     frame = read_table(ctx.holdout)
     results = []
-    for check in CHECKS:
+    for check in CHECKS if ctx.checks is None else ctx.checks:
         t0 = time.perf_counter()
         try:
             result = check(ctx, client, frame)
@@ -256,170 +252,150 @@ def run_checks(ctx: Context, client: Client) -> list[Check]:
 # ---- the moves ---------------------------------------------------------------------------------
 
 
-def _record(ctx: Context, env: str, action: str, checks: list[Check]) -> records.Deployment:
+def _entry(ctx: Context, env: str, action: str, checks: list[Check], commit: str) -> records.Deployment:
     return records.Deployment(
         environment=env,
         action=action,
         version=ctx.version,
-        sha256=ctx.package["sha256"],
+        sha256=ctx.sha256,
         model_sha256=ctx.package["model_sha256"],
-        git_commit=ctx.package.get("git_commit", "unknown"),
+        git_commit=commit,
         metrics=ctx.package.get("metrics", {}),
         checks={c.name: {"passed": c.passed, "detail": c.detail, **c.figures} for c in checks},
     )
 
 
-def _mirror_alias(ctx: Site, env: str, entry: records.Deployment) -> None:
-    from mlops.pipeline import tracking  # mlflow is slow to import; only deployments need it here
-
-    found = tracking.set_alias(
-        ctx.root,
-        ctx.params.mlflow.registered_model,
-        env,
-        entry.model_sha256,
-        {"archive_sha256": entry.sha256, "archive_version": entry.version},
-    )
-    if found:
-        entry.mlflow_run, entry.mlflow_version = found
-        ctx.progress(f"MLflow: alias '{env}' -> {ctx.params.mlflow.registered_model} v{found[1]}")
-    else:
-        ctx.progress(f"MLflow: no run here logged this model; alias '{env}' not moved")
-
-
-def release(ctx: Context, env: str, action: str) -> records.Deployment | None:
-    """Register the archive as a new version, check it, and make it the default, or roll it back.
-
-    None when the environment already serves this version (nothing to do).
-    """
+def _begin(ctx: Context, env: str, options: Options) -> tuple[Client, State, str]:
+    """The server (started if local and down), its state after reconciling, and the commit deployed."""
+    commit = records.resolve_commit(ctx.root, options.commit)
     client = ctx.client(env)
-    started = time.perf_counter()
-    versions = {v["version"]: v for v in client.versions(ctx.name)}
-    previous = client.default_version(ctx.name)
-    if previous == ctx.version:
-        ctx.progress(f"{env} already serves {ctx.name} {ctx.version}; nothing to do")
+    state = reconcile(ctx, env, client, options, keep=frozenset({ctx.version}), archives={ctx.version: ctx.archive})
+    return client, state, commit
+
+
+def _unchanged(ctx: Context, env: str, state: State, commit: str) -> records.Deployment | None:
+    """When ``env`` already serves this archive: record that (the next job reads it) and say so."""
+    if state.serving != ctx.version or (state.record is not None and state.record.sha256 != ctx.sha256):
         return None
-    registered_here = ctx.version not in versions
-    if registered_here:
-        url = client.install(ctx.archive, ctx.name, ctx.version)
+    entry = _entry(ctx, env, "unchanged", [], commit)
+    if state.record is not None:
+        entry.registry_version, entry.mlflow_run = state.record.registry_version, state.record.mlflow_run
+        entry.mlflow_version = state.record.mlflow_version
+    ctx.ledger(env).append(entry)
+    ctx.progress(f"{env} already serves {ctx.name} {ctx.version} (sha256 {ctx.sha256[:12]}...); recorded as unchanged")
+    return entry
+
+
+def _install(ctx: Context, env: str, client: Client) -> str:
+    """The URL the server registers the archive from: published (remote) or copied to its store (local)."""
+    endpoint = client.endpoint
+    if endpoint.local is None and endpoint.archive_url_prefix:
+        published = publish(ctx.archive, ctx.sha256, endpoint.archive_url_prefix, ctx.name, ctx.version)
+        ctx.progress(f"{env}: {'published' if published.uploaded else 'already published'} {published.url}")
+        return published.url
+    return client.install(ctx.archive, ctx.name, ctx.version)
+
+
+def _release(
+    ctx: Context, env: str, action: str, options: Options, client: Client, state: State, commit: str
+) -> records.Deployment:
+    """Register the archive as a new version, check it, and switch to it; or unregister it and raise."""
+    started = time.perf_counter()
+    check_recordable(ctx, env, _entry(ctx, env, action, [], commit), options)  # refuse before registering
+    served = {e.version for e in history(ctx, env)}
+    ours = ctx.version not in served  # never served here: ours to remove if it fails
+    if ctx.version not in {v["version"] for v in client.versions(ctx.name)}:
+        url = _install(ctx, env, client)
         ctx.progress(f"{env}: registering {ctx.name} {ctx.version} ({url})")
-        client.register(url, ctx.params.deploy.ready_timeout_s, ctx.params.serve.max_batch_delay_ms)
-    client.wait_ready(ctx.name, ctx.version, ctx.params.deploy.ready_timeout_s)
+        client.register(
+            url, ctx.name, ctx.version, ctx.params.deploy.ready_timeout_s, ctx.params.serve.max_batch_delay_ms
+        )
+    else:
+        try:
+            client.wait_ready(ctx.name, ctx.version, ctx.params.deploy.ready_timeout_s)
+        except MlopsError:
+            if ours:
+                client.unregister(ctx.name, ctx.version)
+            raise
+    faults.reached("after-register")
     ctx.progress(f"{env}: {ctx.version} workers READY after {time.perf_counter() - started:.1f}s; checking it")
     checks = run_checks(ctx, client)
     failed = [c for c in checks if not c.passed]
     if failed:
-        if registered_here:
+        if ours:
             client.unregister(ctx.name, ctx.version)
-        ctx.ledger(env).append(_record(ctx, env, "rejected", checks))
-        kept = f"; {previous} keeps serving" if previous else ""
+        ctx.ledger(env).append(_entry(ctx, env, "rejected", checks, commit))
+        kept = f"; {state.serving} keeps serving" if state.serving else ""
         raise DeployError(
             f"{env}: {ctx.name} {ctx.version} rejected ({', '.join(c.name for c in failed)} failed){kept}\n"
             + "\n".join(f"  {c.name}: {c.detail}" for c in failed)
         )
-    t_switch = time.perf_counter()
-    client.set_default(ctx.name, ctx.version)
-    ctx.progress(
-        f"{env}: {ctx.name} {ctx.version} is the default (was {previous or 'none'}); "
-        f"register to default {t_switch - started:.1f}s"
-    )
-    _retire(ctx, client, keep={ctx.version} | ({previous} if previous else set()))
-    entry = _record(ctx, env, action, checks)
-    entry.checks["seconds_to_default"] = round(t_switch - started, 2)
-    _mirror_alias(ctx, env, entry)
-    ctx.ledger(env).append(entry)
-    return entry
+    faults.reached("after-checks")
+    entry = _entry(ctx, env, action, checks, commit)
+    entry.previous = state.serving
+    entry.checks["seconds_to_default"] = round(time.perf_counter() - started, 2)
+    try:
+        return switch(ctx, env, client, entry, options)
+    except RecordError:
+        if ours and client.default_version(ctx.name) != ctx.version:
+            client.unregister(ctx.name, ctx.version)
+        raise
 
 
-def _retire(ctx: Context, client: Client, keep: set[str]) -> None:
-    for v in client.versions(ctx.name):
-        if v["version"] not in keep and not v["default"]:
-            client.unregister(ctx.name, v["version"])
-            ctx.progress(f"retired {ctx.name} {v['version']}")
+def deploy_staging(ctx: Context, options: Options | None = None) -> records.Deployment:
+    """Release the archive to staging: reconcile, then register, check and switch (or record it unchanged)."""
+    options = options or Options()
+    with ctx.lock("staging"):
+        client, state, commit = _begin(ctx, "staging", options)
+        return _unchanged(ctx, "staging", state, commit) or _release(
+            ctx, "staging", "deploy", options, client, state, commit
+        )
 
 
-def deploy_staging(ctx: Context) -> records.Deployment | None:
-    """Release the archive to staging (see ``release``)."""
-    return release(ctx, "staging", "deploy")
+def passed_staging(site: Site, sha256: str) -> bool:
+    """True when staging's ledger or its git record shows this archive passed staging."""
+    if site.ledger("staging").passed(sha256):
+        return True
+    return any(t.record.get("sha256") == sha256 for t in site.registry().assignments("staging"))
 
 
-def promote_production(ctx: Context, force: bool = False) -> records.Deployment | None:
-    """Promote the archive that passed staging; tag the promotion in git."""
-    if not ctx.ledger("staging").passed(ctx.package["sha256"]):
+def _older_than_production(ctx: Context, commit: str) -> None:
+    """Refuse a commit that does not descend from the one production's newest promotion came from."""
+    promotions = [t for t in ctx.registry().assignments("production") if t.record.get("action") == "promote"]
+    if not promotions:
+        return
+    last = promotions[-1]
+    # legacy tags recorded the build commit; they point at the commit deployed, which is what counts
+    bar = last.commit if last.legacy else str(last.record.get("git_commit") or last.commit)
+    what = f"{last.name}, version {last.record.get('version', '?')}"
+    if not records.commit_exists(ctx.root, bar):
         raise UserError(
-            f"{ctx.archive} (sha256 {ctx.package['sha256'][:12]}...) has not passed staging; "
-            "run `mlops deploy staging` first"
+            f"production's newest promotion ({what}) came from commit {bar[:12]}, which this clone does not have; "
+            "fetch the whole history (actions/checkout fetch-depth: 0), or use --force"
         )
-    tags = records.production_tags(ctx.root)
-    if tags and not force:
-        _, tag, serving = tags[-1]
-        serving_commit = records.tag_commit(ctx.root, tag)
-        commit = ctx.package.get("git_commit", "unknown")
-        if not records.commit_exists(ctx.root, commit) or not records.descends_from(ctx.root, serving_commit, commit):
+    if not records.descends_from(ctx.root, bar, commit):
+        raise UserError(
+            f"refusing to promote: commit {commit[:12]} does not descend from {bar[:12]}, which production's "
+            f"newest promotion came from ({what}); an older model would replace a newer one. "
+            "Use --force to do it anyway."
+        )
+
+
+def promote_production(ctx: Context, options: Options | None = None) -> records.Deployment:
+    """Promote the archive that passed staging: reconcile, refuse an older commit, switch with a git record.
+
+    When production already serves this archive, that is success: it is recorded as unchanged.
+    """
+    options = options or Options()
+    with ctx.lock("production"):
+        client, state, commit = _begin(ctx, "production", options)
+        unchanged = _unchanged(ctx, "production", state, commit)
+        if unchanged is not None:
+            return unchanged
+        if not passed_staging(ctx, ctx.sha256):
             raise UserError(
-                f"refusing to promote: the archive was built from {commit[:12]}, which does not descend from "
-                f"{serving_commit[:12]} that production serves ({tag}, version {serving['version']}); "
-                "an older model would replace a newer one. Use --force to do it anyway."
+                f"{ctx.archive} (sha256 {ctx.sha256[:12]}...) has not passed staging; run `mlops deploy staging` first"
             )
-    entry = release(ctx, "production", "promote")
-    if entry is None:
-        return None
-    tag = records.add_production_tag(ctx.root, f"promote {ctx.name} {ctx.version} to production", entry.to_dict())
-    ctx.progress(f"git: tagged {tag}")
-    return entry
-
-
-def rollback(ctx: Site, env: str) -> records.Deployment:
-    """Make the previous version the default again (it stayed registered); record it."""
-    client = ctx.client(env, start=False)
-    current = client.default_version(ctx.name)
-    registered = {v["version"] for v in client.versions(ctx.name)}
-    target = ctx.ledger(env).previous(current or "", registered) or next(iter(sorted(registered - {current})), None)
-    if current is None or target is None:
-        raise UserError(f"{env}: nothing to roll back to (registered versions: {sorted(registered) or 'none'})")
-    t0 = time.perf_counter()
-    client.set_default(ctx.name, target)
-    ctx.progress(f"{env}: rolled back {ctx.name} {current} -> {target} in {time.perf_counter() - t0:.2f}s")
-    before = ctx.ledger(env).latest(target)
-    entry = records.Deployment(
-        environment=env,
-        action="rollback",
-        version=target,
-        sha256=before.sha256 if before else "unknown",
-        model_sha256=before.model_sha256 if before else "unknown",
-        git_commit=before.git_commit if before else "unknown",
-        metrics=before.metrics if before else {},
-        checks={"rolled_back_from": current},
-    )
-    if before:
-        _mirror_alias(ctx, env, entry)
-    ctx.ledger(env).append(entry)
-    if env == "production":
-        tag = records.add_production_tag(
-            ctx.root, f"rollback {ctx.name} {current} -> {target} in production", entry.to_dict()
-        )
-        ctx.progress(f"git: tagged {tag}")
-    return entry
-
-
-def status(ctx: Site) -> list[dict[str, Any]]:
-    """Per environment: what serves, from which commit, its metrics, when it was deployed."""
-    rows = []
-    for env in ("staging", "production"):
-        client = ctx.running(env)
-        if client is None:
-            url = resolve(env, ctx.serve_dir, ctx.runtime_dir).inference_url
-            rows.append({"environment": env, "url": url, "state": "down"})
-            continue
-        row: dict[str, Any] = {"environment": env, "url": client.endpoint.inference_url}
-        version = client.default_version(ctx.name)
-        entry = ctx.ledger(env).latest(version) if version else None
-        row |= {
-            "state": "up",
-            "version": version or "none",
-            "registered": [v["version"] for v in client.versions(ctx.name)],
-            "commit": entry.git_commit[:12] if entry else "?",
-            "deployed": entry.time if entry else "?",
-            "metrics": entry.metrics if entry else {},
-        }
-        rows.append(row)
-    return rows
+        if not options.force:
+            _older_than_production(ctx, commit)
+        return _release(ctx, "production", "promote", options, client, state, commit)

@@ -5,6 +5,12 @@ load. Only the handler's import closure and the modules of the pipeline's pickle
 in, so editing the report or the deploy code does not make a new model version. The version
 is derived from the archive's content: the same model, contract and code always get the same
 version, and anything else gets another.
+
+Byte-reproducible: torch-model-archiver lays the files out and writes the manifest, and the
+zip is written here with sorted entries, one fixed timestamp (``SOURCE_DATE_EPOCH``, else the
+zip format's epoch), fixed permissions, no compression (deflate output depends on the zlib
+build) and a manifest whose ``createdOn`` is that same fixed time. The same inputs give the
+same bytes, and so the same sha256, on any machine.
 """
 
 from __future__ import annotations
@@ -12,10 +18,13 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-import shutil
+import os
+import stat
 import subprocess
 import sys
 import tempfile
+import time
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,18 +36,23 @@ from mlops.core.errors import UserError
 from mlops.core.lineage import file_sha256
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
+ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z: the earliest time a zip entry can hold
+MANIFEST = "MAR-INF/MANIFEST.json"
 
 
 @dataclass(frozen=True)
 class ArchiveInfo:
-    """What models/package.json records about an archive."""
+    """What models/package.json records about an archive.
+
+    Only facts of the archive itself: the record changes exactly when the archive does (the
+    commit a deployment comes from is recorded by the deployment, not here).
+    """
 
     name: str
     version: str
     archive: str
     sha256: str
     model_sha256: str
-    git_commit: str
     metrics: dict[str, float]
 
     def to_dict(self) -> dict[str, object]:
@@ -145,10 +159,53 @@ def archive_files(
     return files
 
 
+def build_time() -> int:
+    """The archive's timestamp: ``SOURCE_DATE_EPOCH`` when set (reproducible-builds.org), else 1980-01-01.
+
+    Not the commit time: the archive is built before its inputs are committed (PR CI runs
+    ``dvc repro`` and then the lock is committed), so a commit time would differ between that
+    build and any rebuild of the same inputs.
+    """
+    raw = os.environ.get("SOURCE_DATE_EPOCH")
+    if raw is None or not raw.strip():
+        return ZIP_EPOCH
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UserError(
+            f"SOURCE_DATE_EPOCH must be a whole number of seconds, got {raw[:80]!r} ({len(raw)} characters)"
+        ) from None
+    return max(value, ZIP_EPOCH)
+
+
+def reproducible_zip(tree: Path, target: Path, when: int) -> None:
+    """Zip every file under ``tree`` into ``target``: sorted names, one timestamp, mode 644, stored.
+
+    The manifest's ``createdOn`` (torch-model-archiver writes the wall clock) becomes ``when``.
+    Written to a temporary name and renamed, so ``target`` is never half-written.
+    """
+    date_time = time.gmtime(when)[:6]
+    manifest = tree / MANIFEST
+    if manifest.exists():
+        data = json.loads(manifest.read_text())
+        data["createdOn"] = time.strftime("%d/%m/%Y %H:%M:%S", time.gmtime(when))
+        manifest.write_text(json.dumps(data, indent=2))
+    files = sorted((p.relative_to(tree).as_posix(), p) for p in tree.rglob("*") if p.is_file())
+    partial = target.with_name(target.name + ".part")
+    with zipfile.ZipFile(partial, "w") as z:
+        for name, path in files:
+            info = zipfile.ZipInfo(name, date_time)
+            info.compress_type = zipfile.ZIP_STORED
+            info.create_system = 3  # unix, so the mode below is read as one
+            info.external_attr = (stat.S_IFREG | 0o644) << 16
+            z.writestr(info, path.read_bytes())
+    partial.replace(target)
+
+
 def build_archive(
     pipeline: Path, contract: Path, handler: Path, params: ServeParams, out_dir: Path, edges: list[float] | None = None
 ) -> tuple[Path, str]:
-    """Run torch-model-archiver; return the archive path and its content version."""
+    """Lay the archive out with torch-model-archiver, zip it reproducibly; return its path and version."""
     files = archive_files(pipeline, contract, handler, params, edges)
     config_text = files["model-config.yaml"].decode()
     version = content_version(files)
@@ -162,6 +219,8 @@ def build_archive(
             (extra / name).write_bytes(data)
         config = Path(tmp) / "model-config.yaml"
         config.write_text(config_text)
+        export = Path(tmp) / "export"
+        export.mkdir()
         archiver = Path(sys.executable).with_name("torch-model-archiver")
         cmd = [
             str(archiver if archiver.exists() else "torch-model-archiver"),
@@ -170,27 +229,27 @@ def build_archive(
             "--handler", str(handler),
             "--extra-files", str(extra),
             "--config-file", str(config),
-            "--export-path", tmp,
+            "--export-path", str(export),
+            "--archive-format", "no-archive",
             "--force",
         ]  # fmt: skip
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        # the archiver stages files in $TMPDIR/<model name>: a private TMPDIR keeps two builds apart
+        env = dict(os.environ, TMPDIR=tmp)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             raise UserError(f"torch-model-archiver failed: {proc.stderr.strip() or proc.stdout.strip()}")
         target = out_dir / f"{params.model_name}.mar"
-        shutil.move(str(Path(tmp) / f"{params.model_name}.mar"), target)
+        reproducible_zip(export / params.model_name, target, build_time())
     return target, version
 
 
-def archive_info(
-    archive: Path, version: str, name: str, pipeline: Path, git_commit: str, metrics: dict[str, float]
-) -> ArchiveInfo:
-    """The record of a built archive: name, version, sha256s, build commit and metrics."""
+def archive_info(archive: Path, version: str, name: str, pipeline: Path, metrics: dict[str, float]) -> ArchiveInfo:
+    """The record of a built archive: name, version, sha256s and metrics."""
     return ArchiveInfo(
         name=name,
         version=version,
         archive=archive.name,
         sha256=file_sha256(archive),
         model_sha256=file_sha256(pipeline),
-        git_commit=git_commit,
         metrics=metrics,
     )

@@ -181,6 +181,7 @@ class Facts:
     vs_production: list[Comparison]
     data: DataDiff
     images: dict[str, str]
+    notes: list[str] = field(default_factory=list)  # what the caller knows and the reader must (CI's data source)
 
 
 def _dvc_json(root: Path, *args: str) -> Any:
@@ -398,10 +399,18 @@ def _details(summary: str, body: str, open_: bool = False) -> str:
     return f"<details{' open' if open_ else ''}><summary>{summary}</summary>\n\n{body}\n\n</details>\n"
 
 
-def _verdict(failures: list[str]) -> list[str]:
-    if not failures:
-        return ["## ✅ Gate passed: meets the thresholds, within the regression budget, data valid\n"]
-    return [f"## ❌ Gate failed: {failures[0]}\n", *[f"- {f}" for f in failures], ""]
+def _verdict(failures: list[str], facts: Facts) -> list[str]:
+    if failures:
+        return [f"## ❌ Gate failed: {failures[0]}\n", *[f"- {f}" for f in failures], ""]
+    p = facts.production
+    if p is None:
+        versus = "nothing in production to compare with yet"
+    elif facts.vs_production:
+        versus = "within the regression budget"
+    else:  # said in the verdict: a budget that was never checked must not read as met
+        why = p.problem or "its model could not be scored on this holdout"
+        versus = f"⚠️ NOT compared with production ({why[:300]})"
+    return [f"## ✅ Gate passed: meets the thresholds, {versus}, data valid\n"]
 
 
 def _params(f: Facts) -> list[str]:
@@ -430,7 +439,7 @@ def _production(f: Facts) -> list[str]:
     out = ["\n### This branch vs production (same holdout)\n"]
     p = f.production
     if p is None:
-        return [*out, f"Nothing is in production yet: no `{records.PRODUCTION_TAG}*` tag."]
+        return [*out, "Nothing is in production yet: no production record in git (`gto show`)."]
     if p.pipeline is None:
         return [*out, f"Production is `{p.record.get('version')}` ({p.tag}), but {p.problem}"]
     out += [f"Production serves `{p.record.get('version')}` ({p.tag}).\n"]
@@ -503,18 +512,28 @@ def _pipeline(f: Facts) -> list[str]:
 def render(facts: Facts, failures: list[str]) -> str:
     """The report as markdown: the verdict first, then each section in a fixed order."""
     sections = (_params, _metrics, _production, _plots, _data, _pipeline)
-    lines = _verdict(failures)
+    lines = _verdict(failures, facts) + [f"> ⚠️ {note}\n" for note in facts.notes]
     for section in sections:
         lines += section(facts)
     return "\n".join(lines).rstrip() + "\n"
 
 
 def write(
-    root: Path, base: str, contract: Contract, gates: GateParams, out: Path, repro_result: Repro | None
+    root: Path,
+    base: str,
+    contract: Contract,
+    gates: GateParams,
+    out: Path,
+    repro_result: Repro | None,
+    notes: list[str] | None = None,
 ) -> list[str]:
-    """Collect, decide and render the report to ``out`` (pictures beside it); return the gate's failures."""
+    """Collect, decide and render the report to ``out`` (pictures beside it); return the gate's failures.
+
+    ``notes`` are shown under the verdict (for example, that CI had no DVC remote).
+    """
     gates.check_metrics(task_of(contract).metric_names, contract.task)
     facts = collect(root, base, contract, gates, out.parent, repro_result)
+    facts.notes = list(notes or [])
     failures = decide(facts, gates)
     out.write_text(render(facts, failures))
     return failures

@@ -239,16 +239,30 @@ class Client:
         except requests.RequestException:
             return False
 
-    def register(self, url: str, timeout_s: int, max_batch_delay_ms: int | None = None) -> None:
-        """Register an archive (its workers start as its model config says) and wait for them.
+    def register(
+        self, url: str, name: str, version: str, timeout_s: float, max_batch_delay_ms: int | None = None
+    ) -> None:
+        """Register an archive as ``name`` ``version`` and wait until its workers are READY.
 
+        Asynchronously, then polled: with ``synchronous=true`` TorchServe holds a network thread
+        for the whole worker start, and requests that thread also serves stall for as long
+        (seconds). Workers start as the archive's model config says. A version whose workers do
+        not get READY in time is unregistered again: nothing half-registered stays behind.
         ``max_batch_delay_ms`` is passed to the API as well: TorchServe 0.12 ignores a
         ``maxBatchDelay`` of 0 in the archive's model config and waits its default 100 ms instead.
         """
-        query = f"/models?url={quote(url, safe='')}&synchronous=true"
+        query = f"/models?url={quote(url, safe='')}&synchronous=false"
         if max_batch_delay_ms is not None:
             query += f"&max_batch_delay={max_batch_delay_ms}"
-        self._check(self._manage("POST", query, timeout=timeout_s + 10), f"register {url}")
+        self._check(self._manage("POST", query), f"register {url}")
+        try:
+            self.wait_ready(name, version, timeout_s)
+        except ServiceError as e:
+            try:
+                self.unregister(name, version)
+            except ServiceError as cleanup:
+                raise ServiceError(f"{e}; unregistering it failed too: {cleanup}") from None
+            raise ServiceError(f"{e}; unregistered it again") from None
 
     def versions(self, name: str) -> list[dict[str, Any]]:
         """Every registered version of a model with its workers and whether it is the default."""
@@ -306,6 +320,10 @@ class Client:
         """Make ``archive`` reachable by the server; return the URL to register."""
         return install_archive(self.endpoint, archive, name, version)
 
+    def stored_archive(self, name: str, version: str) -> str | None:
+        """The URL to register an earlier version again from, or None (see ``stored_archive``)."""
+        return stored_archive(self.endpoint, name, version)
+
     def load(self, path: str, bodies: list[Any], users: int, seconds: float) -> LoadResult:
         """A burst of ``users`` concurrent clients POSTing ``bodies`` to ``path`` (a separate process)."""
         e = self.endpoint
@@ -361,12 +379,20 @@ def local_server(name: str, serve_dir: Path, runtime_dir: Path) -> LocalServer:
     return LocalServer(name, serve_dir / f"{name}.properties", runtime_dir)
 
 
+def archive_name(name: str, version: str) -> str:
+    """The file name an archive version is stored and published under."""
+    return f"{name}-{version}.mar"
+
+
 def install_archive(endpoint: Endpoint, archive: Path, name: str, version: str) -> str:
-    """Put the archive where the server can load it; return the URL to register."""
-    filename = f"{name}-{version}.mar"
+    """Put the archive where the server can load it; return the URL to register.
+
+    A local server gets a copy in its model store; a remote one fetches
+    ``<archive_url_prefix>/<name>-<version>.mar``, which ``mlops publish`` uploads.
+    """
+    filename = archive_name(name, version)
     if endpoint.local is None:
-        # a remote server fetches from storage the deploy job uploaded to (see README)
-        return f"{endpoint.archive_url_prefix.rstrip('/')}/{filename}" if endpoint.archive_url_prefix else filename
+        return stored_archive(endpoint, name, version) or filename
     target = endpoint.local.store / filename
     endpoint.local.store.mkdir(parents=True, exist_ok=True)
     if not target.exists():
@@ -374,3 +400,16 @@ def install_archive(endpoint: Endpoint, archive: Path, name: str, version: str) 
         shutil.copyfile(archive, tmp)
         tmp.replace(target)
     return filename
+
+
+def stored_archive(endpoint: Endpoint, name: str, version: str) -> str | None:
+    """The URL to register an earlier version again from (a restart, a rollback), or None if there is none.
+
+    Local servers keep every installed archive in their model store; remote ones fetch from the
+    archive URL prefix.
+    """
+    filename = archive_name(name, version)
+    if endpoint.local is None:
+        prefix = endpoint.archive_url_prefix
+        return f"{prefix.rstrip('/')}/{filename}" if prefix else None
+    return filename if (endpoint.local.store / filename).is_file() else None

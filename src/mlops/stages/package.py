@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlops.core import lineage, paths
+from mlops.core import paths
 from mlops.core.artifacts import load_pipeline, read_json, write_json
 from mlops.core.config import load_params
 from mlops.core.contract import load_contract
@@ -31,7 +31,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--metrics", type=Path, default=paths.METRICS)
     p.add_argument("--out", type=Path, default=paths.MODELS)
     p.add_argument("--record", type=Path, default=paths.PACKAGE)
-    p.add_argument("--root", type=Path, default=Path())
     args = p.parse_args(argv)
     params = load_params(args.params)
     progress = Progress("package")
@@ -45,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         edges = task_of(contract).score_edges(reference["score"])
         archive, version = build_archive(args.model, args.contract, args.handler, params.serve, args.out, edges)
     metrics = {k: v for k, v in read_json(args.metrics).items() if isinstance(v, float)}
-    info = archive_info(archive, version, params.serve.model_name, args.model, lineage.git_commit(args.root), metrics)
+    info = archive_info(archive, version, params.serve.model_name, args.model, metrics)
     write_json(info.to_dict(), args.record)
     progress(f"{archive} version {version} sha256 {info.sha256[:16]}... ({archive.stat().st_size / 1e6:.1f} MB)")
     return 0

@@ -1,0 +1,91 @@
+"""Publish the archive where remote servers fetch it: ``<prefix>/<name>-<version>.mar`` on any fsspec URL.
+
+The prefix is ``MLOPS_<ENV>_ARCHIVE_URL_PREFIX`` (``file://``, ``s3://``, ... whatever fsspec
+and the installed filesystem packages reach). The upload goes to a temporary name and is
+moved into place, then read back and its sha256 compared: a published name only ever holds
+the archive it names. Publishing again is a no-op; a different file under the same name is
+refused, never overwritten (a server may have registered it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlops.core.errors import ServiceError, UserError
+from mlops.serving.torchserve import archive_name
+
+
+@dataclass(frozen=True)
+class Published:
+    """Where an archive is published and whether this call uploaded it."""
+
+    url: str
+    sha256: str
+    uploaded: bool
+
+
+def prefix_variable(env: str) -> str:
+    """The environment variable that holds ``env``'s archive URL prefix."""
+    return f"MLOPS_{env.upper()}_ARCHIVE_URL_PREFIX"
+
+
+def archive_prefix(env: str) -> str:
+    """``MLOPS_<ENV>_ARCHIVE_URL_PREFIX``; UserError when it is not set."""
+    prefix = os.environ.get(prefix_variable(env), "").strip()
+    if not prefix:
+        raise UserError(f"set {prefix_variable(env)} to where {env}'s server fetches archives (an fsspec URL)")
+    return prefix
+
+
+def _filesystem(url: str) -> tuple[Any, str]:
+    import fsspec  # only publishing needs it
+
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as e:
+        raise UserError(f"archive URL {url[:80]!r}: {e}") from None
+    return fs, path
+
+
+def _sha256(fs: Any, path: str) -> str:
+    digest = hashlib.sha256()
+    with fs.open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def publish(archive: Path, sha256: str, prefix: str, name: str, version: str) -> Published:
+    """Upload ``archive`` as ``<prefix>/<name>-<version>.mar``, verified by reading it back.
+
+    Idempotent: an identical file already there is left as it is. Raises UserError when a
+    different file holds that name, ServiceError when storage fails or the copy read back differs.
+    """
+    url = f"{prefix.rstrip('/')}/{archive_name(name, version)}"
+    fs, path = _filesystem(url)
+    try:
+        if fs.exists(path):
+            there = _sha256(fs, path)
+            if there != sha256:
+                raise UserError(
+                    f"{url} already holds another file (sha256 {there[:12]}..., expected {sha256[:12]}...); "
+                    "a server may have registered it: remove it by hand if it is wrong"
+                )
+            return Published(url, sha256, uploaded=False)
+        parent = path.rsplit("/", 1)[0]
+        fs.makedirs(parent, exist_ok=True)
+        partial = f"{path}.part-{uuid.uuid4().hex[:8]}"
+        fs.put_file(str(archive), partial)
+        fs.mv(partial, path)
+        back = _sha256(fs, path)
+    except (OSError, RuntimeError) as e:
+        raise ServiceError(f"publishing {archive} to {url}: {e}") from None
+    if back != sha256:
+        fs.rm(path)
+        raise ServiceError(f"{url}: read back sha256 {back[:12]}..., uploaded {sha256[:12]}...; removed it, try again")
+    return Published(url, sha256, uploaded=True)
