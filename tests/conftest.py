@@ -20,13 +20,21 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope="session", autouse=True)
 def _offline_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """MLflow in a temp sqlite file, no analytics, deterministic git identity."""
+    """MLflow in a temp sqlite file, no analytics, deterministic git identity.
+
+    Git reads no user or system config, and never makes up an identity from the host name: a
+    hosted runner (and CI) has none, so a step that commits or tags without one fails here too.
+    """
     store = tmp_path_factory.mktemp("mlflow")
+    gitconfig = tmp_path_factory.mktemp("git") / "config"
+    gitconfig.write_text("[user]\n\tuseConfigOnly = true\n")
     env = {
         "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DVC_NO_ANALYTICS": "1",
         "GX_ANALYTICS_ENABLED": "False",
+        "GIT_CONFIG_GLOBAL": str(gitconfig),
+        "GIT_CONFIG_NOSYSTEM": "1",
         "GIT_AUTHOR_NAME": "Test",
         "GIT_AUTHOR_EMAIL": "test@example.com",
         "GIT_COMMITTER_NAME": "Test",

@@ -70,12 +70,17 @@ def test_dvc_plots_render_every_plot(trained_project, tmp_path):
 def test_train_logs_a_tracked_registered_model_with_lineage(trained_project):
     client = MlflowClient()
     experiment = client.get_experiment_by_name("loan-default")
-    runs = client.search_runs([experiment.experiment_id], filter_string="tags.task = 'binary'")
     sha = sh("sha256sum", "models/pipeline.joblib", cwd=trained_project).stdout.split()[0]
-    run = next(r for r in runs if r.data.tags.get("model_sha256") == sha)
     commit = sh("git", "rev-parse", "HEAD", cwd=trained_project).stdout.strip()
+    # training is deterministic: another test's project may log the same model file from its own
+    # commit into this session's store, so the run is the one with this file *and* this commit
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.model_sha256 = '{sha}' and tags.git_commit = '{commit}'"
+    )
+    assert len(runs) == 1, f"{len(runs)} runs logged {sha[:12]} from {commit[:12]}"
+    [run] = runs
     tags = run.data.tags
-    assert tags["git_commit"] == commit
+    assert tags["task"] == "binary"
     assert tags["git_dirty"] in ("true", "false")
     raw_md5 = yaml.safe_load((trained_project / "data/raw.dvc").read_text())["outs"][0]["md5"]
     assert tags["data_raw_md5"] == raw_md5
