@@ -42,6 +42,11 @@ HANDLER = SERVE / "handler.py"
 MLFLOW_DB = Path("mlflow.db")
 
 
+def mlflow_tracking_uri(root: Path) -> str:
+    """``MLFLOW_TRACKING_URI``, or the sqlite file at the repository root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / MLFLOW_DB).resolve()}"
+
+
 def archive(model_name: str) -> Path:
     """The model archive of ``serve.model_name`` (``models/<name>.mar``)."""
     return MODELS / f"{model_name}.mar"

