@@ -17,7 +17,7 @@ export NO_MKDOCS_2_WARNING := 1  # mkdocs-material's notice about its successor,
 
 .PHONY: help setup data repro lint format test demo serve-up down deploy-staging promote-production \
 	rollback-production status reconcile publish bench bench-pipeline pr test-unit test-integration test-e2e \
-	ci-changes ci-remote ci-data ci-lock-check ci-push ci-build ci-verify ci-deploy-staging ci-promote-production \
+	ci-changes ci-git-identity ci-remote ci-data ci-lock-check ci-push ci-build ci-verify ci-deploy-staging ci-promote-production \
 	ci-push-tags ci-rollback-production ingest monitor cycle ci-monitor ci-monitor-alert ci-retrain bench-monitoring \
 	docs clean image ci-push-image
 
@@ -33,9 +33,21 @@ $(STAMP): requirements.txt pyproject.toml package-lock.json
 	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	npm ci --no-audit --no-fund --loglevel=error
+	@$(MAKE) --no-print-directory wrk
 	@touch $@
 
-data: setup ## write the example data (deterministic) and track it with DVC
+# wrk drives `make bench` (locust, the fallback, measures itself more than the server on a small machine)
+.PHONY: wrk
+wrk:
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }) >/dev/null \
+	      && echo "installed wrk (the benchmark's load generator)"; \
+	  fi; \
+	  command -v wrk >/dev/null || echo "note: wrk is not installed (as root on Debian: apt-get install wrk); make bench will use locust, which limits the throughput it can measure"; \
+	}
+
+data: setup ## write the example data (deterministic; the example repository only) and track it with DVC
 	mlops data
 	dvc add -q data/raw
 
@@ -127,7 +139,7 @@ bench-pipeline: setup ## time validate on 1M rows, train, evaluate, a no-op dvc 
 ingest: setup ## validate batches landed in LANDING (default data/landing); add valid ones, quarantine the rest
 	mlops ingest --landing "$(or $(LANDING),data/landing)"
 
-cycle: setup ## one continuous-training round locally (after make demo): drift, monitor, retrain, PR, deploy
+cycle: setup ## one continuous-training round of the example locally (after make demo): drift, monitor, retrain, PR, deploy
 	mlops cycle
 
 monitor: setup ## monitor ENV (default production): latency, errors, predictions, drift, late labels
@@ -144,6 +156,10 @@ ci-changes: ## code=true|false: whether BASE..HEAD touches code, tests, workflow
 	@changed=$$(git diff --name-only "$(BASE)" HEAD) || exit 2; \
 	if printf '%s\n' "$$changed" | grep -qE '^(src/|serve/|tests/|benchmarks/|\.github/|Makefile$$|requirements\.txt$$|pyproject\.toml$$|package(-lock)?\.json$$|dvc\.yaml$$)'; \
 	then code=true; else code=false; fi; echo "code=$$code" | tee -a $(OUTPUT)
+
+ci-git-identity: ## the bot's git identity in this clone, for the tags and commits a job records (unless one is set)
+	@git config user.name >/dev/null || git config user.name "github-actions[bot]"
+	@git config user.email >/dev/null || git config user.email "41898282+github-actions[bot]@users.noreply.github.com"
 
 ci-remote: setup ## make DVC_REMOTE_URL, when set, the default DVC remote (.dvc/config.local)
 	@if [ -n "$$DVC_REMOTE_URL" ]; then dvc remote add --local -f -d ci "$$DVC_REMOTE_URL"; fi

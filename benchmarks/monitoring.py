@@ -32,7 +32,7 @@ from mlops.serving.torchserve import Client, install_archive, local_server
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def served_cost(rows: list[dict], name: str) -> dict[str, dict[str, float]]:
+def served_cost(rows: list[dict], name: str, batch_delay_ms: int) -> dict[str, dict[str, float]]:
     package = read_json(ROOT / "models/package.json")
     server = local_server("staging", ROOT / "serve", ROOT / ".serve")
     out = {}
@@ -41,7 +41,8 @@ def served_cost(rows: list[dict], name: str) -> dict[str, dict[str, float]]:
         os.environ["MLOPS_TELEMETRY"] = mode
         endpoint = server.up()
         client = Client(endpoint)
-        client.register(install_archive(endpoint, ROOT / "models" / package["archive"], name, package["version"]), 90)
+        url = install_archive(endpoint, ROOT / "models" / package["archive"], name, package["version"])
+        client.register(url, name, package["version"], 90, batch_delay_ms)
         client.set_default(name, package["version"])
         client.wait_ready(name, package["version"], 90)
         path = f"/predictions/{name}"
@@ -127,7 +128,7 @@ def main() -> int:
     predictor = Predictor(pipeline, contract, "bench")
     report = {
         "in_process": in_process_cost(predictor, rows, contract),
-        "served": served_cost(rows, params.serve.model_name),
+        "served": served_cost(rows, params.serve.model_name, params.serve.max_batch_delay_ms),
         "monitor_1m": monitor_1m(predictor, rows, contract, params, reference),
         "drift": drift_sensitivity(pipeline, contract, params, reference),
     }

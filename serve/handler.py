@@ -2,15 +2,19 @@
 
 Only what differs from the library lives here: reading TorchServe's context, mapping
 request errors to HTTP 400 per request of a batch, one model call per batch (one per request
-if the batch call fails), and the telemetry of what was answered.
+if the batch call fails), the telemetry of what was answered, and answers as JSON bytes
+(TorchServe would otherwise write each answer with ``json.dumps(answer, indent=2)``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from mlops.serving.inference import Policy, Predictor, RequestError, quote
 from mlops.serving.telemetry import Telemetry
@@ -32,12 +36,42 @@ def _traffic(context: Any, idx: int) -> str | None:
     return CHECK_TRAFFIC if value == CHECK_TRAFFIC else None
 
 
+def _quiet_torchserve(context: Any) -> None:
+    """Inside TorchServe's worker: no per-request log lines, custom metrics still reported.
+
+    The worker logs every batch at INFO ("Backend received inference at ...") and the frontend
+    copies each line into its own log; that costs more than answering a one-row request. The
+    metric lines (``ts.metrics``) are how custom metrics reach the frontend, so they stay.
+    """
+    if type(context).__module__ != "ts.context":
+        return  # not TorchServe (tests, another runtime): leave the process's logging alone
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("ts.metrics").setLevel(logging.INFO)
+
+
+def _json(result: Any) -> bytes:
+    """An answer as JSON bytes (orjson; the standard encoder for what orjson refuses)."""
+    try:
+        return orjson.dumps(result)
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(result, default=str).encode()
+
+
+def _json_type(context: Any, idx: int) -> None:
+    with contextlib.suppress(AttributeError):  # a runtime without per-request content types
+        context.set_response_content_type(idx, "application/json")
+
+
 class ModelHandler:
     def __init__(self) -> None:
         self.predictor: Predictor | None = None
         self.telemetry: Telemetry | None = None
 
     def initialize(self, context: Any) -> None:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)  # the workers are the parallelism; spinning OpenMP threads cost milliseconds
+        _quiet_torchserve(context)
         model_dir = Path(context.system_properties["model_dir"])
         settings = (context.model_yaml_config or {}).get("mlops", {})
         version = context.manifest["model"]["modelVersion"]
@@ -47,10 +81,18 @@ class ModelHandler:
         contract = self.predictor.contract
         name = context.manifest["model"]["modelName"]
         self.telemetry = Telemetry(name, contract.features, self.predictor.task, version, edges or None)
-        log.info("loaded model version %s from %s", version, model_dir)
+        model = self.predictor.model
+        log.warning("loaded model version %s from %s (%s)", version, model_dir, model.path_ if model else "no model")
 
-    def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
+    def handle(self, data: list[dict[str, Any]], context: Any) -> list[bytes]:
         assert self.predictor is not None and self.telemetry is not None, "initialize() was not called"
+        results = self._handle(data, context)
+        for i in range(len(results)):
+            _json_type(context, i)
+        return [_json(r) for r in results]
+
+    def _handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
+        assert self.predictor is not None and self.telemetry is not None
         results: list[Any] = [None] * len(data)
         accepted: list[int] = []
         groups: list[list[dict[str, Any]]] = []

@@ -54,6 +54,23 @@ def _offline_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
             os.environ[k] = v
 
 
+@pytest.fixture(autouse=True)
+def _outside_the_repository(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts in an empty folder: a default path (params.yaml, data/contract.yaml, data/raw)
+    then never reaches the repository's own files, which are the user's, not the tests'."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_native_thread() -> Iterator[None]:
+    """Native code (OpenMP, BLAS) on one thread, as the pipeline runs it: on 2 shared cores, OpenMP
+    threads spinning against the servers and each other cost seconds; results are the same."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
+
+
 @pytest.fixture(scope="session")
 def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One small project through a full `dvc repro`, shared by the pipeline tests (read-only)."""

@@ -33,7 +33,8 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
-    "data": Command("mlops.commands.data", "write the example loan batches under data/raw; --next lands one period"),
+    "init": Command("mlops.commands.init", "make your table the repository's data: contract, params, batches"),
+    "data": Command("mlops.commands.data", "the example's loan batches in data/raw (example only); --next lands one"),
     "demo-data": Command("mlops.commands.data", "another name for `data`"),
     "validate": Command("mlops.stages.validate", "validate data/raw against the contract (Great Expectations)"),
     "split": Command("mlops.stages.split", "split validated data into train and holdout"),
@@ -53,7 +54,7 @@ COMMANDS: dict[str, Command] = {
     "pr": Command("mlops.commands.pr:pr_main", "what PR CI runs: dvc repro, report vs base and production, gate"),
     "report": Command("mlops.commands.pr:report_main", "the PR report and gate only (no dvc repro)"),
     "monitor": Command("mlops.commands.monitor", "monitor an environment; exit 1 on any breached threshold"),
-    "cycle": Command("mlops.commands.cycle", "one continuous-training round locally: drift, monitor, retrain, deploy"),
+    "cycle": Command("mlops.commands.cycle", "a retraining round of the example: drift, monitor, retrain, deploy"),
 }  # fmt: skip
 
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import joblib
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import make_project, repro, sh, stages_run
+from mlops.core.config import load_params
+from mlops.pipeline.evaluation import gate_failures
 
 pytestmark = pytest.mark.integration
 
@@ -46,16 +50,15 @@ def test_metrics_have_every_key_and_dvc_reads_them(trained_project):
     assert '"train_loss"' in flat
 
 
-def test_model_beats_the_baseline_and_the_gates_in_params(trained_project):
+def test_model_beats_the_baseline_and_passes_the_gates_in_params(trained_project):
     metrics = json.loads((trained_project / "reports/metrics.json").read_text())
-    gates = yaml.safe_load((trained_project / "params.yaml").read_text())["gates"]
+    gates = load_params(trained_project / "params.yaml").gates
     assert metrics["accuracy"] > metrics["baseline"]["accuracy"]
     assert metrics["log_loss"] < metrics["baseline"]["log_loss"]
     assert metrics["roc_auc"] > metrics["baseline"]["roc_auc"] + 0.2
-    for name, floor in gates["minimum"].items():
-        assert metrics[name] >= floor, name
-    for name, ceiling in gates["maximum"].items():
-        assert metrics[name] <= ceiling, name
+    assert gate_failures(metrics, gates.minimum, gates.maximum) == []  # the gate the PR report and deploys apply
+    stricter = gate_failures(metrics, {"roc_auc": metrics["roc_auc"] + 0.001}, {"log_loss": metrics["log_loss"] / 2})
+    assert [f.split()[0] for f in stricter] == ["roc_auc", "log_loss"]  # the same gate fails when it should
 
 
 def test_dvc_plots_render_every_plot(trained_project, tmp_path):
@@ -81,7 +84,7 @@ def test_train_logs_a_tracked_registered_model_with_lineage(trained_project):
     [run] = runs
     tags = run.data.tags
     assert tags["task"] == "binary"
-    assert tags["git_dirty"] in ("true", "false")
+    assert (tags["git_dirty"], tags["git_diff_sha256"]) == ("false", "")  # built from a committed tree
     raw_md5 = yaml.safe_load((trained_project / "data/raw.dvc").read_text())["outs"][0]["md5"]
     assert tags["data_raw_md5"] == raw_md5
     assert len(tags["params_hash"]) == 16
@@ -96,11 +99,11 @@ def test_train_logs_a_tracked_registered_model_with_lineage(trained_project):
     info = mlflow.models.get_model_info(model_uri)
     assert info.signature is not None
     assert info.saved_input_example_info is not None
-    loaded = mlflow.sklearn.load_model(model_uri)
+    loaded = mlflow.pyfunc.load_model(model_uri)
     holdout = pd.read_parquet(trained_project / "data/split/holdout.parquet").head(50)
     local = joblib.load(trained_project / "models/pipeline.joblib")
-    pd.testing.assert_frame_equal(
-        pd.DataFrame(loaded.predict_proba(holdout)), pd.DataFrame(local.predict_proba(holdout))
+    np.testing.assert_array_equal(
+        loaded.predict(holdout, params={"output": "probabilities"}).to_numpy(), local.predict_proba(holdout)
     )
 
 
@@ -110,7 +113,7 @@ def test_unchanged_repro_runs_nothing(project_copy):
     assert "Data and pipelines are up to date" in sh("dvc", "status", cwd=project_copy).stdout
 
 
-def test_changing_a_train_param_reruns_only_train_and_what_follows(project_copy):
+def test_changing_a_train_param_reruns_only_train_and_what_follows_and_the_build_is_marked_dirty(project_copy):
     params_path = project_copy / "params.yaml"
     params = yaml.safe_load(params_path.read_text())
     params["train"]["hist_gradient_boosting"]["learning_rate"] = 0.1
@@ -119,6 +122,16 @@ def test_changing_a_train_param_reruns_only_train_and_what_follows(project_copy)
     proc = repro(project_copy)
     assert stages_run(proc) == ["train", "evaluate", "package"]
     assert (project_copy / "reports/metrics.json").read_text() != before
+    # the edit is not committed: the training run says so, with the hash of the diff it was trained from
+    sha = sh("sha256sum", "models/pipeline.joblib", cwd=project_copy).stdout.split()[0]
+    [run] = MlflowClient().search_runs(
+        [MlflowClient().get_experiment_by_name("loan-default").experiment_id],
+        filter_string=f"tags.model_sha256 = '{sha}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    diff = sh("git", "diff", "HEAD", "--binary", "--", "params.yaml", cwd=project_copy).stdout.encode()
+    assert (run.data.tags["git_dirty"], run.data.tags["git_diff_sha256"]) == ("true", hashlib.sha256(diff).hexdigest())
 
 
 def test_changing_a_split_param_reruns_split_and_after(project_copy):

@@ -56,7 +56,9 @@ class FakeClient:
     def stored_archive(self, name: str, version: str) -> str | None:
         return f"{name}-{version}.mar" if version in self.server.store else None
 
-    def register(self, url: str, name: str, version: str, timeout_s: float) -> None:
+    def register(
+        self, url: str, name: str, version: str, timeout_s: float, max_batch_delay_ms: int | None = None
+    ) -> None:
         self.server.calls.append(f"register {url}")
         if url.rsplit("-", 1)[1].removesuffix(".mar") != version or version not in self.server.archives:
             raise ServiceError(f"register {url}: HTTP 404: no such archive")

@@ -8,6 +8,7 @@ requests on real TorchServe.
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 from pathlib import Path
 from types import ModuleType
@@ -49,6 +50,7 @@ class MockContext:
         self.model_yaml_config = {"batchSize": 8, "mlops": {"policy": policy or {"max_rows": 50}}}
         self.statuses: dict[int, tuple[int, str]] = {}
         self.headers: dict[int, dict[str, str]] = {}
+        self.content_types: dict[int, str] = {}
         self.metrics = MockMetrics()
 
     def get_request_id(self, idx: int = 0) -> str:
@@ -59,6 +61,24 @@ class MockContext:
 
     def set_response_status(self, code: int = 200, phrase: str = "", idx: int = 0) -> None:
         self.statuses[idx] = (code, phrase)
+
+    def set_response_content_type(self, idx: int, value: str) -> None:
+        self.content_types[idx] = value
+
+
+class Answering:
+    """A handler whose answers are read as a client reads them: its JSON bytes decoded."""
+
+    def __init__(self, handler: Any):
+        self.handler = handler
+
+    def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
+        out = self.handler.handle(data, context)
+        assert all(isinstance(b, bytes) for b in out), "the handler answers JSON bytes"
+        return [json.loads(b) for b in out]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.handler, name)
 
 
 def load_handler_module() -> ModuleType:

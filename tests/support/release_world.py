@@ -98,6 +98,11 @@ class World:
         sh("git", "commit", "-q", "--allow-empty", "-m", message, cwd=self.root)
         return self.head()
 
+    def commit_files(self, message: str) -> str:
+        """Commit every change in the checkout."""
+        sh("git", "add", "-A", cwd=self.root)
+        return self.commit(message)
+
     def head(self) -> str:
         return sh("git", "rev-parse", "HEAD", cwd=self.root).stdout.strip()
 

@@ -317,6 +317,7 @@ class TorchServeService:
                 "disable_token_authorization=false",
                 f"allowed_urls={allowed}",
                 "install_py_dep_per_model=false",
+                "decode_input_request=false",
                 "job_queue_size=1000",
             ]) + "\n"
         )  # fmt: skip

@@ -1,4 +1,3 @@
-import io
 from pathlib import Path
 
 import numpy as np
@@ -6,8 +5,10 @@ import pandas as pd
 import pytest
 
 from mlops.core.config import DataParams, load_params
+from mlops.core.contract import load_contract
 from mlops.core.errors import UserError
 from mlops.example.data import FAULTS, apply_fault, generate, generate_period, period_label, write_batch
+from mlops.pipeline.datasets import read_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -98,9 +99,11 @@ def test_unknown_fault_or_column_is_a_clear_error():
         apply_fault(clean, "missing_burst:salary", "binary")
 
 
-def test_csv_round_trip_keeps_values():
+def test_a_written_batch_reads_back_with_its_values(tmp_path):
     frame = generate_period(small(), 0)
-    buf = io.StringIO()
-    frame.to_csv(buf, index=False, float_format="%.6g")
-    back = pd.read_csv(io.StringIO(buf.getvalue()))
+    write_batch(frame, tmp_path / "2025-01.csv")
+    back = read_batch(tmp_path / "2025-01.csv", load_contract(FIXTURES / "contract.yaml"))
+    assert list(back.columns) == list(frame.columns)
+    pd.testing.assert_series_equal(back["loan_id"], frame["loan_id"])
     np.testing.assert_allclose(back["debt_to_income"], frame["debt_to_income"].astype(float), rtol=1e-5)
+    assert back["credit_score"].dtype == np.int64

@@ -21,6 +21,7 @@ from mlops.core.contract import load_contract
 from mlops.pipeline.features import features_and_target
 from mlops.pipeline.training import build_pipeline
 from mlops.serving.inference import records
+from support.handler import Answering
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -87,7 +88,7 @@ def model_dir(tmp_path_factory, frame) -> Path:
 
 @pytest.fixture
 def handler(model_dir):
-    h = load_handler_module().ModelHandler()
+    h = Answering(load_handler_module().ModelHandler())
     ctx = MockContext(model_dir)
     h.initialize(ctx)
     return h, ctx
@@ -140,8 +141,8 @@ def test_data_key_is_accepted_like_body(handler, rows):
 def test_a_batch_of_requests_is_one_model_call_with_results_in_order(handler, rows, model_dir, monkeypatch):
     h, ctx = handler
     calls = []
-    real = h.predictor.pipeline.predict_proba
-    monkeypatch.setattr(h.predictor.pipeline, "predict_proba", lambda X: calls.append(len(X)) or real(X))
+    real = h.predictor.model.predict_proba
+    monkeypatch.setattr(h.predictor.model, "predict_proba", lambda X: calls.append(len(X)) or real(X))
     requests = [{"body": rows[0]}, {"body": json.dumps(rows[1:4]).encode()}, {"body": {"instances": rows[4:6]}}]
     out = h.handle(requests, ctx)
     assert calls == [6]
@@ -217,7 +218,7 @@ def test_missing_values_where_allowed_still_predict(handler, rows):
 
 
 def test_allow_policy_serves_unknown_categories(model_dir, rows):
-    h = load_handler_module().ModelHandler()
+    h = Answering(load_handler_module().ModelHandler())
     ctx = MockContext(model_dir, policy={"unknown_category": "allow"})
     h.initialize(ctx)
     [out] = h.handle([{"body": dict(rows[0], purpose="crypto")}], ctx)
@@ -241,7 +242,7 @@ def test_a_model_that_raises_gives_500_and_the_handler_keeps_working(handler, ro
 
 def test_telemetry_counts_rows_missing_values_and_buckets_and_logs_every_row(model_dir, rows, tmp_path, monkeypatch):
     monkeypatch.setenv("MLOPS_PREDICTION_LOG_DIR", str(tmp_path / "log"))
-    h = load_handler_module().ModelHandler()
+    h = Answering(load_handler_module().ModelHandler())
     ctx = MockContext(model_dir)
     h.initialize(ctx)
     batch = [dict(rows[0], annual_income=None), dict(rows[1], annual_income=None, months_employed=None), rows[2]]

@@ -26,7 +26,7 @@ from mlops.core.contract import Contract, load_contract
 from mlops.serving.inference import Predictor, RequestError
 from mlops.serving.telemetry import Telemetry
 from support import FIXTURES
-from support.handler import MockContext, fitted_model_dir, load_handler_module
+from support.handler import Answering, MockContext, fitted_model_dir, load_handler_module
 
 pytestmark = pytest.mark.unit
 
@@ -58,7 +58,7 @@ def handler(model_dir, tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("log")
     os.environ["MLOPS_PREDICTION_LOG_DIR"] = str(log_dir)
     try:
-        h = load_handler_module().ModelHandler()
+        h = Answering(load_handler_module().ModelHandler())
         h.initialize(MockContext(model_dir))
     finally:
         os.environ.pop("MLOPS_PREDICTION_LOG_DIR")

@@ -46,6 +46,22 @@ def test_valid_batches_are_added_and_landing_is_emptied(tmp_path, contract):
     assert not quarantine.exists()
 
 
+# fault -> what its reason must name: the column (None: the table) and the problem
+REASONS = {
+    "missing_burst": ("annual_income", "missing"),
+    "missing_column": ("credit_score", "expected the column to be present"),
+    "wrong_dtype": ("age", "non-numeric values"),
+    "out_of_range": ("credit_score", "out of range"),
+    "unknown_category": ("purpose", "unknown values"),
+    "empty": (None, "observed 0 rows"),
+    "missing_target": ("defaulted", "missing"),
+}
+
+
+def test_every_fault_has_the_reason_it_must_give():
+    assert set(REASONS) == set(FAULTS)
+
+
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_each_kind_of_bad_batch_is_quarantined_with_its_reason(tmp_path, contract, fault):
     landing, raw, quarantine = tmp_path / "landing", tmp_path / "raw", tmp_path / "quarantine"
@@ -58,8 +74,10 @@ def test_each_kind_of_bad_batch_is_quarantined_with_its_reason(tmp_path, contrac
     [kept] = quarantine.glob(f"*-{bad.name}")  # content-addressed: <sha256 prefix>-<name>
     assert kept.read_bytes() == bad_bytes  # nothing lost
     reasons = json.loads(kept.with_name(f"{kept.name}.reason.json").read_text())["reasons"]
-    assert reasons
     assert all(bad.name in r for r in reasons)
+    column, problem = REASONS[fault]
+    where = f"column '{column}'" if column else "table"
+    assert any(where in r and problem in r for r in reasons), reasons
     assert not (raw / bad.name).exists()
     assert not list(landing.glob("*.csv"))
 

@@ -29,6 +29,10 @@ CORPUS = {
 }
 
 
+# the stage's defaults are the repository's own params.yaml and contract: a test names its fixtures
+FIXTURE_ARGS = ["--params", str(FIXTURES / "params.yaml"), "--contract", str(CONTRACT)]
+
+
 def write_data(tmp_path: Path, *faults: str) -> Path:
     params = load_params(FIXTURES / "params.yaml").data.model_dump() | {"periods": 3, "rows_per_period": 300}
     generate(DataParams.model_validate(params), tmp_path / "raw", faults=faults)
@@ -47,7 +51,7 @@ def test_clean_example_data_passes_every_expectation(tmp_path):
 def test_bad_batch_is_rejected_naming_the_problem(tmp_path, fault, capsys):
     raw = write_data(tmp_path, fault)
     report_path = tmp_path / "validation.json"
-    code = validate_stage.main(["--raw", str(raw), "--report", str(report_path), "--contract", str(CONTRACT)])
+    code = validate_stage.main([*FIXTURE_ARGS, "--raw", str(raw), "--report", str(report_path)])
     err = capsys.readouterr().err
     assert code == 1
     column, words = CORPUS[fault]
@@ -63,7 +67,7 @@ def test_bad_batch_is_rejected_naming_the_problem(tmp_path, fault, capsys):
 
 def test_report_records_every_expectation_with_observed_values(tmp_path):
     report_path = tmp_path / "validation.json"
-    assert validate_stage.main(["--raw", str(write_data(tmp_path)), "--report", str(report_path)]) == 0
+    assert validate_stage.main([*FIXTURE_ARGS, "--raw", str(write_data(tmp_path)), "--report", str(report_path)]) == 0
     report = json.loads(report_path.read_text())
     assert report["success"] is True
     assert report["failed"] == 0
@@ -75,21 +79,22 @@ def test_report_records_every_expectation_with_observed_values(tmp_path):
 
 def test_a_suite_that_evaluates_nothing_is_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(validate_stage, "validate_dir", lambda *a, **k: ValidationReport())
-    code = run(validate_stage.main, ["--raw", str(write_data(tmp_path)), "--report", str(tmp_path / "v.json")])
+    args = [*FIXTURE_ARGS, "--raw", str(write_data(tmp_path)), "--report", str(tmp_path / "v.json")]
+    code = run(validate_stage.main, args)
     assert code == 2
     assert "zero expectations" in capsys.readouterr().err
     assert not (tmp_path / "v.json").exists()
 
 
 def test_missing_raw_directory_is_a_clear_error(tmp_path, capsys):
-    assert run(validate_stage.main, ["--raw", str(tmp_path / "nope")]) == 2
+    assert run(validate_stage.main, [*FIXTURE_ARGS, "--raw", str(tmp_path / "nope")]) == 2
     assert "no such directory" in capsys.readouterr().err
 
 
 def test_unparseable_batch_is_a_clear_error(tmp_path, capsys):
     raw = write_data(tmp_path)
     (raw / "2025-04.csv").write_bytes(b'a,b\n"unterminated,1\n')
-    assert run(validate_stage.main, ["--raw", str(raw), "--report", str(tmp_path / "v.json")]) == 2
+    assert run(validate_stage.main, [*FIXTURE_ARGS, "--raw", str(raw), "--report", str(tmp_path / "v.json")]) == 2
     assert "2025-04.csv" in capsys.readouterr().err
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -16,6 +17,7 @@ from mlops.cli import COMMANDS
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 ACTION = ROOT / ".github" / "actions" / "setup" / "action.yml"
+IDENTITY = {"GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@b", "GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@b"}
 pytestmark = pytest.mark.unit
 
 
@@ -268,7 +270,7 @@ def test_the_report_comment_uses_one_watermark_everywhere():
 
 def test_setup_action_installs_exactly_requirements_txt():
     runs = [s["run"].strip() for s in load(ACTION)["runs"]["steps"] if "run" in s]
-    assert runs == ["make setup"]
+    assert runs == ["make setup", "make ci-git-identity"]
     makefile = (ROOT / "Makefile").read_text()
     recipe = makefile.split("$(STAMP):", 1)[1].split("\n\n", 1)[0]
     installs = [line.strip() for line in recipe.splitlines() if "pip install" in line or "npm" in line]
@@ -307,3 +309,23 @@ def test_every_requirement_is_pinned_exactly():
     assert not unpinned
     assert "torch==2.13.0" in lines
     assert any(line.startswith("torchserve==") for line in lines)
+
+
+def test_a_runner_without_a_git_identity_gets_the_bots_and_one_with_an_identity_keeps_it(tmp_path):
+    # a hosted runner has no git identity, and every deploy, promote and rollback records a tag
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_AUTHOR_", "GIT_COMMITTER_"))}
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True, env=env)
+    tag = ["git", "tag", "-a", "v1", "-m", "record"]
+    subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "x"], cwd=repo, env={**env, **IDENTITY}, check=True)
+    assert subprocess.run(tag, cwd=repo, env=env, capture_output=True).returncode != 0  # the runner as it starts
+    make = ["make", "-s", "-f", str(ROOT / "Makefile"), "ci-git-identity"]
+    subprocess.run(make, cwd=repo, env=env, check=True)
+    subprocess.run(tag, cwd=repo, env=env, check=True)
+    who = ["git", "config", "user.name"]
+    assert (
+        subprocess.run(who, cwd=repo, env=env, capture_output=True, text=True).stdout.strip() == "github-actions[bot]"
+    )
+    subprocess.run(["git", "config", "user.name", "Ops"], cwd=repo, check=True)
+    subprocess.run(make, cwd=repo, env=env, check=True)
+    assert subprocess.run(who, cwd=repo, env=env, capture_output=True, text=True).stdout.strip() == "Ops"

@@ -124,8 +124,16 @@ class World:
         names = self.origin("tag", "--points-at", sha).split()
         return {n: self.origin("tag", "-l", "--format=%(contents)", n) for n in names}
 
+    def commits_of_main(self) -> set[str]:
+        return set(self.origin("rev-list", "main").split())
+
     def all_tags(self) -> list[str]:
         return self.origin("tag").split()
+
+    def tag_records(self, names: set[str]) -> dict[str, tuple[str, str]]:
+        """Each tag in the origin: the commit it points at and its message (the record a job pushed)."""
+        return {n: (self.origin("rev-list", "-n", "1", n).strip(), self.origin("tag", "-l", "--format=%(contents)", n))
+                for n in names}  # fmt: skip
 
     def artifact(self, run: Run, name: str) -> Path:
         folder = self.sandbox.store / self.slug / str(run.run_id) / name / "files"
@@ -133,8 +141,10 @@ class World:
         return folder
 
     def ledger(self, run: Run) -> list[dict[str, Any]]:
+        """Staging's finished moves (each move writes an intent line, then its outcome)."""
         path = self.artifact(run, "staging-record") / "deployments.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()]
+        entries = [json.loads(line) for line in path.read_text().splitlines()]
+        return [e for e in entries if e.get("phase", "done") == "done"]
 
 
 @dataclass
@@ -392,9 +402,10 @@ def rolled_back(world: World, servers: Servers, docs_push: Step) -> Step:
     main = world.sandbox.sha()
     event = world.sandbox.dispatch_event({"reason": "the new model answers slowly"})
     run = world.act("rollback.yml", "workflow_dispatch", event, main, settings=servers.settings(world.settings))
+    new = set(world.all_tags()) - set(tags_before)
     step = Step([run], world.github(), {"tags_before": tags_before, "tags_after": world.all_tags(),
                                         "production": servers.default("production"), "main": main,
-                                        "tags_at_main": world.tags_at(main)})  # fmt: skip
+                                        "new_tags": world.tag_records(new)})  # fmt: skip
     timed(world, "g rollback", t0)
     return step
 

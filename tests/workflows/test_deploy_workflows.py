@@ -72,11 +72,18 @@ def test_e_a_docs_only_push_is_green_and_redeploys_nothing(third_merge: Step, do
     assert docs_push.extra["production"] == third_merge.extra["production"]
 
 
-def test_g_rollback_serves_the_previous_version_and_pushes_its_record(second_merge: Step, rolled_back: Step):
+def test_g_rollback_serves_the_previous_version_and_pushes_its_record(
+    world: World, second_merge: Step, rolled_back: Step
+):
     [run] = rolled_back.runs
     assert run.returncode == 0, run.tail()
     assert rolled_back.extra["production"] == second_merge.extra["production"]
-    new = set(rolled_back.extra["tags_after"]) - set(rolled_back.extra["tags_before"])
+    new = rolled_back.extra["new_tags"]
     assert new, "the rollback's record was not pushed"
-    assert set(rolled_back.extra["tags_at_main"]) >= new
+    # a stage assignment in GTO's format, on the commit that registered the version it restores
+    [(name, (commit, message))] = new.items()
+    assert re.fullmatch(r"loan-default#production#\d+", name), name
+    record = json.loads(message[message.index("{") :])
+    assert (record["action"], record["version"]) == ("rollback", second_merge.extra["production"])
+    assert commit in world.commits_of_main(), "the record points at a commit main does not have"
     assert "Rollback requested: the new model answers slowly" in run.summary("rollback")

@@ -8,8 +8,14 @@ from pathlib import Path
 
 from mlops.core import paths
 from mlops.core.config import load_params
+from mlops.core.errors import UserError
 from mlops.core.progress import Progress
 from mlops.example import data as example_data
+
+EXAMPLE_ONLY = (
+    "{params} has no `data:` section: `mlops data` writes the example loan data, in the example repository "
+    "only. Your own table comes in with `mlops init --data ...`, later batches with `mlops ingest`."
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--landing", type=Path, default=paths.LANDING, help="with --next (default: %(default)s)")
     args = p.parse_args(argv)
     params = load_params(args.params).data
+    if params is None:
+        raise UserError(EXAMPLE_ONLY.format(params=args.params))
     overrides = {
         "seed": args.seed,
         "periods": args.periods,

@@ -160,8 +160,9 @@ def status_main(argv: Sequence[str] | None = None) -> int:
             print(f"{row['environment']:<11} down ({row['url']})")
         else:
             metrics = ", ".join(f"{k} {row['metrics'][k]:.4f}" for k in headlines if k in row["metrics"])
+            commit = f"{row['commit']} + uncommitted changes" if row.get("dirty") else row["commit"]
             print(
-                f"{row['environment']:<11} version {row['version']}  commit {row['commit']}  "
+                f"{row['environment']:<11} version {row['version']}  commit {commit}  "
                 f"deployed {row['deployed']}\n"
                 f"{'':<11} registered {', '.join(row['registered'])}  {metrics}"
             )

@@ -139,7 +139,8 @@ class MonitorParams(Section):
 
 
 class Params(Section):
-    data: DataParams
+    # the example generator's knobs: only the example repository has them (`mlops init` removes them)
+    data: DataParams | None = None
     split: SplitParams
     if TYPE_CHECKING:
         train: TrainParamsBase

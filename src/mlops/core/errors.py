@@ -27,6 +27,14 @@ class ServiceError(MlopsError):
     exit_code = 3
 
 
+def quoted(value: object, limit: int = 80) -> str:
+    """A value for a message: its repr, or the repr of its first ``limit`` characters and its length."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= limit:
+        return repr(value)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
 def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
     """Run a command or stage; an ``MlopsError`` becomes one ``error:`` line and its exit code.
 

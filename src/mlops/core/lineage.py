@@ -1,14 +1,21 @@
-"""Where a model came from: git commit, dirty flag, DVC data hash; the one git helper."""
+"""Where a model came from: git commit, dirty flag and diff hash, DVC data hash; the one git helper."""
 
 from __future__ import annotations
 
 import hashlib
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from mlops.core import paths
 from mlops.core.errors import ServiceError
+
+# What `dvc repro` itself rewrites (the lock, reports, models, the split, the .gitignore files DVC
+# keeps): a change there is the build's output, not a difference in what it was built from.
+BUILD_OUTPUTS = (str(paths.DVC_LOCK), str(paths.REPORTS), str(paths.MODELS), str(paths.SPLIT))
+_NOT_SOURCES = [f":(exclude){p}" for p in BUILD_OUTPUTS] + [":(exclude,glob)**/.gitignore"]
 
 
 def git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -38,6 +45,27 @@ def git_commit(root: Path) -> str:
 def git_dirty(root: Path) -> bool:
     """True when tracked files differ from HEAD (outputs DVC rewrites are ignored by git)."""
     return bool(git_output(root, "status", "--porcelain", "--untracked-files=no"))
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a build was made from: the commit, and whether tracked files differed from it (and how)."""
+
+    commit: str
+    dirty: bool
+    diff_sha256: str | None  # sha256 of `git diff HEAD --binary` over the sources; None when clean
+
+
+def source(root: Path) -> Source:
+    """The commit of ``root`` and its uncommitted changes to tracked sources.
+
+    Untracked files do not count (as with ``git describe --dirty``), nor do the outputs ``dvc repro`` writes.
+    """
+    commit = git_commit(root)
+    diff = git(root, "diff", "HEAD", "--binary", "--", ".", *_NOT_SOURCES, check=False)
+    if diff.returncode != 0 or not diff.stdout:
+        return Source(commit, False, None)
+    return Source(commit, True, hashlib.sha256(diff.stdout.encode()).hexdigest())
 
 
 def dvc_hash(dvc_file: Path) -> str:

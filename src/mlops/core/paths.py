@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 PARAMS = Path("params.yaml")
+DVC_LOCK = Path("dvc.lock")
 CONTRACT = Path("data/contract.yaml")
 RAW = Path("data/raw")
 RAW_DVC = Path("data/raw.dvc")
@@ -39,6 +40,11 @@ BENCH = REPORTS / "bench.json"
 SERVE = Path("serve")
 HANDLER = SERVE / "handler.py"
 MLFLOW_DB = Path("mlflow.db")
+
+
+def mlflow_tracking_uri(root: Path) -> str:
+    """``MLFLOW_TRACKING_URI``, or the sqlite file at the repository root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / MLFLOW_DB).resolve()}"
 
 
 def archive(model_name: str) -> Path:

@@ -132,10 +132,10 @@ class _Classification(Task):
 
     def answers(self, outputs: np.ndarray) -> list[dict[str, Any]]:
         names = [str(c) for c in self.classes]
-        labels = self.labels(outputs)
+        labels = self.labels(outputs).tolist()
         return [
-            {"prediction": label, "probabilities": dict(zip(names, map(float, row), strict=True))}
-            for label, row in zip(labels, outputs, strict=True)
+            {"prediction": label, "probabilities": dict(zip(names, row, strict=True))}
+            for label, row in zip(labels, np.asarray(outputs, dtype=float).tolist(), strict=True)
         ]
 
     def from_answers(self, answers: Sequence[dict[str, Any]]) -> np.ndarray:
@@ -254,7 +254,7 @@ class Regression(Task):
         }
 
     def answers(self, outputs: np.ndarray) -> list[dict[str, Any]]:
-        return [{"prediction": float(v)} for v in outputs]
+        return [{"prediction": v} for v in np.asarray(outputs, dtype=float).tolist()]
 
     def from_answers(self, answers: Sequence[dict[str, Any]]) -> np.ndarray:
         return np.array([a["prediction"] for a in answers], dtype=float)

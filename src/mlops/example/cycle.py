@@ -38,10 +38,13 @@ def _serving(site: Site, env: str) -> str | None:
 def play(site: Site, periods: int, drift: float) -> dict[str, Any]:
     """Run the round; return what happened (also said step by step through ``site.progress``)."""
     root, say = site.root, site.progress
+    if site.params.data is None:
+        raise UserError(
+            "`mlops cycle` plays a round with the example data only (params.yaml has no `data:` section); "
+            "with your own data, new batches come in through `mlops ingest` and a pull request"
+        )
     if git_dirty(root):
         raise UserError("the working tree has uncommitted changes; commit or stash them before `make cycle`")
-    if site.params.data is None:
-        raise UserError("`mlops cycle` drives the example data only (params.yaml has no `data:` section)")
     base = git(root, "rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
     before = _serving(site, "production")
     if before is None:

@@ -12,6 +12,8 @@ from sklearn.pipeline import Pipeline
 from mlops.core.config import EvaluateParams
 from mlops.core.contract import Contract
 from mlops.core.task import task_of
+from mlops.core.threads import native_threads
+from mlops.pipeline.compiled import CompiledPipeline, compile_pipeline
 from mlops.pipeline.features import features_and_target
 
 
@@ -24,31 +26,53 @@ class Evaluation:
 
 
 def score(model: Any, frame: pd.DataFrame, contract: Contract) -> dict[str, Any]:
-    """The task's metrics of a fitted model (or baseline) on a labelled table."""
+    """The task's metrics of a fitted model (or baseline) on a labelled table.
+
+    A pipeline scores through its compiled scorer, as it is served.
+    """
     X, y = features_and_target(frame, contract)
+    if isinstance(model, Pipeline):
+        model = compile_pipeline(model, contract.features)
     task = task_of(contract).for_model(model)
-    return task.metrics(y, task.outputs(model, X))
+    with native_threads():
+        return task.metrics(y, task.outputs(model, X))
 
 
 def evaluate(
-    pipeline: Pipeline,
+    pipeline: Pipeline | CompiledPipeline,
     train: pd.DataFrame,
     holdout: pd.DataFrame,
     contract: Contract,
     params: EvaluateParams,
     seed: int,
 ) -> Evaluation:
-    """Score the model and a trivial baseline on the holdout; build the plot tables."""
+    """Score the model and a trivial baseline on the holdout; build the plot tables.
+
+    The model scores through its compiled scorer: the code that serves it.
+    """
+    with native_threads():
+        return _evaluate(pipeline, train, holdout, contract, params, seed)
+
+
+def _evaluate(
+    pipeline: Pipeline | CompiledPipeline,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    contract: Contract,
+    params: EvaluateParams,
+    seed: int,
+) -> Evaluation:
+    model = pipeline if isinstance(pipeline, CompiledPipeline) else compile_pipeline(pipeline, contract.features)
     X, y = features_and_target(holdout, contract)
-    task = task_of(contract).for_model(pipeline)
-    outputs = task.outputs(pipeline, X)
+    task = task_of(contract).for_model(model.pipeline)
+    outputs = task.outputs(model, X)
     baseline = task.baseline().fit(*features_and_target(train, contract))
     metrics = task.metrics(y, outputs)
     metrics["baseline"] = {k: v for k, v in score(baseline, holdout, contract).items() if k != "per_class"}
     metrics["rows"] = {"train": len(train), "holdout": len(holdout)}
     tables = task.plot_tables(y, outputs, params.max_curve_points)
     imp = permutation_importance(
-        pipeline,
+        model,
         X,
         y,
         scoring=task.importance_scoring,

@@ -10,18 +10,111 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
+import pandas as pd
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import mlflow
-from mlflow.models import infer_signature
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.pyfunc.model import PythonModel
 from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
+from mlflow.types.schema import AnyType
 
-if TYPE_CHECKING:
-    import pandas as pd
+from mlops.core import paths
+from mlops.core.contract import Column, Contract
+from mlops.core.errors import quoted
+from mlops.core.task import task_of
+from mlops.core.threads import native_threads
 
 MODEL_SHA_TAG = "model_sha256"
+# ``predict(frame, params={"output": ...})``: "label" (the class, or the value) or "probabilities"
+OUTPUTS = ("label", "probabilities")
+
+
+def _column_type(col: Column) -> DataType | AnyType:
+    """The MLflow type of a column as pandas reads it from a CSV file.
+
+    Text is ``string`` and gapless integers are ``long``. Other numbers are ``Any``: pandas reads
+    a float column whose values happen to be whole as int64, and an integer column with a gap as
+    float64, and MLflow's ``double`` refuses int64 (as ``long`` refuses float64). ``predict``
+    checks that those columns hold numbers, and the model's metadata carries the contract's types.
+    """
+    if col.type == "integer" or col.integer_categories:
+        return DataType.long if col.allowed_missing == 0 else AnyType()
+    if col.is_numeric:
+        return AnyType()
+    return DataType.string
+
+
+def signature(contract: Contract) -> ModelSignature:
+    """The model's signature from the contract: the features (optional ones optional) in, the prediction out."""
+    columns = [(n, contract.columns[n]) for n in contract.features]
+    inputs = Schema([ColSpec(_column_type(col), name, required=col.required) for name, col in columns])
+    task = task_of(contract)
+    if not task.is_classification:
+        target = DataType.double
+    else:
+        target = DataType.long if all(isinstance(c, int) for c in task.classes) else DataType.string
+    params = ParamSchema([ParamSpec("output", DataType.string, "label")])
+    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec(target, "prediction")]), params=params)
+
+
+def _declared(contract: Contract) -> dict[str, dict[str, Any]]:
+    """Each feature's declared type and constraints, as the contract states them."""
+    return {n: contract.columns[n].model_dump(exclude_defaults=True) for n in contract.features}
+
+
+class ContractModel(PythonModel):
+    """The fitted pipeline as an MLflow pyfunc, for any MLflow client.
+
+    ``predict(frame)`` returns a frame with one column, ``prediction``: the class (classification)
+    or the value (regression), as the signature says. ``predict(frame, params={"output":
+    "probabilities"})`` returns one column per class instead, named by the class.
+    """
+
+    def __init__(self, contract: Contract):
+        self.contract = contract
+
+    def load_context(self, context: Any) -> None:
+        """Load the fitted pipeline from the model's artifacts."""
+        from mlops.core.artifacts import load_pipeline  # scikit-learn: only a loaded model needs it
+
+        self.pipeline_ = load_pipeline(Path(context.artifacts["pipeline"]))
+        self.task_ = task_of(self.contract).for_model(self.pipeline_)
+
+    def _check(self, frame: pd.DataFrame) -> None:
+        """Numbers must be numbers (columns typed ``Any`` in the signature are not checked by MLflow)."""
+        for name in self.contract.features:
+            col = self.contract.columns[name]
+            if name not in frame or not (col.is_numeric or col.integer_categories):
+                continue
+            values = frame[name]
+            numbers = pd.to_numeric(values, errors="coerce")
+            bad = values[values.notna() & numbers.isna()]
+            if not bad.empty:
+                raise MlflowException(f"column '{name}' must hold numbers; got {quoted(bad.iloc[0])}")
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Labels or values (``prediction``), or per-class probabilities with ``params={"output": "probabilities"}``."""
+        frame = pd.DataFrame(model_input)
+        self._check(frame)
+        output = (params or {}).get("output", "label")
+        if output not in OUTPUTS:
+            raise MlflowException(f"params.output must be one of {list(OUTPUTS)}; got {quoted(output)}")
+        outputs = self.task_.outputs(self.pipeline_, frame)
+        if output == "probabilities":
+            if not self.task_.is_classification:
+                raise MlflowException("probabilities exist for classification only; this model predicts a value")
+            return pd.DataFrame(outputs, columns=[str(c) for c in self.task_.classes], index=frame.index)
+        if not self.task_.is_classification:
+            return pd.DataFrame({"prediction": outputs}, index=frame.index)
+        labels = np.asarray(self.task_.classes)[outputs.argmax(axis=1)]
+        return pd.DataFrame({"prediction": labels}, index=frame.index)
 
 
 @dataclass(frozen=True)
@@ -35,12 +128,12 @@ class TrainingRecord:
 
 def configure(root: Path) -> str:
     """Point MLflow at ``MLFLOW_TRACKING_URI`` or at the repository's sqlite file."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / 'mlflow.db').resolve()}"
+    uri = paths.mlflow_tracking_uri(root)
     mlflow.set_tracking_uri(uri)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    # we log with cloudpickle on purpose (the pipeline holds this package's transformer)
-    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
+    # the model is a cloudpickled ContractModel on purpose: its code travels with it (code_paths)
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
     return uri
 
 
@@ -71,7 +164,8 @@ def log_training(
     experiment: str,
     registered_model: str,
     *,
-    pipeline: Any,
+    pipeline: Path,
+    contract: Contract,
     params: dict[str, Any],
     metrics: dict[str, float],
     input_example: pd.DataFrame,
@@ -79,29 +173,27 @@ def log_training(
     artifacts: list[Path],
     pip_requirements: list[str],
 ) -> TrainingRecord:
-    """One run: params, metrics, lineage tags, the model (signature + example), a registry version."""
+    """One run: params, metrics, lineage tags, the model (a ``ContractModel`` pyfunc), a registry version."""
     from mlops.core.artifacts import flatten  # scikit-learn comes with it: only training needs it
 
     uri = configure(root)
     experiment_id = _experiment(experiment)
-    with mlflow.start_run(experiment_id=experiment_id) as run:
+    # MLflow scores the input example (signature, serving check): one native thread, as everywhere
+    with native_threads(), mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_params(flatten(params))
         mlflow.log_metrics(metrics)
         mlflow.set_tags(tags)
         for path in artifacts:
             mlflow.log_artifact(str(path))
-        prediction = pipeline.predict_proba(input_example) if hasattr(pipeline, "predict_proba") else None
-        signature = infer_signature(
-            input_example, prediction if prediction is not None else pipeline.predict(input_example)
-        )
-        info = mlflow.sklearn.log_model(
-            pipeline,
+        info = mlflow.pyfunc.log_model(
             name="model",
-            signature=signature,
+            python_model=ContractModel(contract),
+            artifacts={"pipeline": str(pipeline)},
+            signature=signature(contract),
             input_example=input_example,
             pip_requirements=pip_requirements,
             registered_model_name=registered_model,
-            serialization_format="cloudpickle",
+            metadata={"contract": {"task": contract.task, "target": contract.target, "columns": _declared(contract)}},
             code_paths=[str(Path(__file__).parents[1])],  # the model needs the mlops package to load
         )
     version = str(info.registered_model_version) if info.registered_model_version is not None else "none"

@@ -1,4 +1,4 @@
-"""Fit the feature pipeline plus the estimator family chosen in params."""
+"""Fit the feature pipeline plus the estimator family chosen in params, and compile it for scoring."""
 
 from __future__ import annotations
 
@@ -13,7 +13,11 @@ from mlops.core.config import TrainParamsBase
 from mlops.core.contract import Contract
 from mlops.core.estimators import FAMILIES
 from mlops.core.task import task_of
+from mlops.core.threads import native_threads
+from mlops.pipeline.compiled import CompiledPipeline, compile_pipeline, verify
 from mlops.pipeline.features import build_preprocessor, features_and_target
+
+VERIFY_ROWS = 2000  # training rows the compiled scorer is checked on (plus its edge rows)
 
 
 def build_estimator(contract: Contract, params: TrainParamsBase) -> Any:
@@ -34,32 +38,59 @@ def build_pipeline(contract: Contract, params: TrainParamsBase) -> Pipeline:
 
 @dataclass
 class TrainingResult:
-    """A fitted pipeline with its loss curve (iteration, train_loss[, validation_loss])."""
+    """A fitted pipeline, its compiled scorer, and its loss curve (iteration, train_loss[, validation_loss])."""
 
     pipeline: Pipeline
+    model: CompiledPipeline  # the pipeline compiled and verified: what scores it everywhere
     loss_curve: pd.DataFrame
     train_loss: float
     rows: int
 
 
+def predict_single_threaded(pipeline: Pipeline) -> None:
+    """Make the fitted estimator predict with one job.
+
+    A random forest fitted with ``n_jobs=-1`` also predicts with threads, which add the trees'
+    answers in whatever order they finish: two calls on the same rows can differ in the last bits,
+    and a row's score depends on its batch. With one job the sum runs in tree order.
+    """
+    estimator = pipeline.steps[-1][1]
+    if "n_jobs" in estimator.get_params():
+        estimator.set_params(n_jobs=1)
+
+
 def train(frame: pd.DataFrame, contract: Contract, params: TrainParamsBase) -> TrainingResult:
-    """Fit on ``frame``; record the loss curve where the estimator has one."""
+    """Fit on ``frame``, compile the fitted pipeline and verify it; record the loss curve.
+
+    Raises ``ParityError`` when the compiled scorer and scikit-learn disagree on the training rows.
+    """
     X, y = features_and_target(frame, contract)
-    pipeline = build_pipeline(contract, params).fit(X, y)
-    task = task_of(contract).for_model(pipeline)
-    final = task.loss(y, task.outputs(pipeline, X))
-    return TrainingResult(pipeline, _loss_curve(pipeline, final), final, len(X))
+    with native_threads():
+        pipeline = build_pipeline(contract, params).fit(X, y)
+        predict_single_threaded(pipeline)
+        model = compile_pipeline(pipeline, contract.features)
+        verify(model, contract.features, X.head(VERIFY_ROWS))
+        task = task_of(contract).for_model(pipeline)
+        final = task.loss(y, task.outputs(model, X))
+    return TrainingResult(pipeline, model, _loss_curve(pipeline, final), final, len(X))
+
+
+def scorer(model: Pipeline | CompiledPipeline, contract: Contract) -> CompiledPipeline:
+    """The compiled scorer of a fitted pipeline (itself if it is one already)."""
+    return model if isinstance(model, CompiledPipeline) else compile_pipeline(model, contract.features)
 
 
 def reference(
-    pipeline: Pipeline, frame: pd.DataFrame, contract: Contract, rows: int = 5000, seed: int = 0
+    model: Pipeline | CompiledPipeline, frame: pd.DataFrame, contract: Contract, rows: int = 5000, seed: int = 0
 ) -> pd.DataFrame:
     """A sample of the training inputs with the model's score: what monitoring compares serving with."""
     sample = frame.sample(n=min(rows, len(frame)), random_state=seed) if len(frame) > rows else frame
     X, _ = features_and_target(sample, contract)
-    task = task_of(contract).for_model(pipeline)
+    compiled = scorer(model, contract)
+    task = task_of(contract).for_model(compiled.pipeline)
     out = X.reset_index(drop=True).copy()
-    out["score"] = task.scores(task.outputs(pipeline, X))
+    with native_threads():
+        out["score"] = task.scores(task.outputs(compiled, X))
     return out
 
 

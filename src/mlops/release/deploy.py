@@ -21,8 +21,9 @@ from mlops.core import paths
 from mlops.core.artifacts import load_pipeline, read_json
 from mlops.core.contract import Contract
 from mlops.core.errors import MlopsError, UserError
-from mlops.core.lineage import file_sha256
+from mlops.core.lineage import Source, file_sha256, source
 from mlops.core.task import Task, task_of
+from mlops.pipeline.compiled import CompiledPipeline, compile_pipeline
 from mlops.pipeline.datasets import read_table
 from mlops.pipeline.evaluation import gate_failures
 from mlops.pipeline.features import features_and_target
@@ -120,9 +121,9 @@ class Context(Site):
         return str(self.package["sha256"])
 
     @cached_property
-    def model(self) -> Any:
-        """The offline pipeline, loaded once for every check."""
-        return load_pipeline(self.pipeline)
+    def model(self) -> CompiledPipeline:
+        """The offline model, loaded and compiled once for every check: it scores as evaluation did."""
+        return compile_pipeline(load_pipeline(self.pipeline), self.task_contract.features)
 
     @property
     def task_contract(self) -> Contract:
@@ -251,7 +252,14 @@ def run_checks(ctx: Context, client: Client) -> list[Check]:
 # ---- the moves ---------------------------------------------------------------------------------
 
 
+def _uncommitted(ctx: Context, commit: str) -> Source | None:
+    """The checkout's uncommitted changes when ``commit`` is its HEAD (what a deploy from it may carry)."""
+    src = source(ctx.root)
+    return src if src.dirty and src.commit == commit else None
+
+
 def _entry(ctx: Context, env: str, action: str, checks: list[Check], commit: str) -> records.Deployment:
+    dirty = _uncommitted(ctx, commit)
     return records.Deployment(
         environment=env,
         action=action,
@@ -261,6 +269,8 @@ def _entry(ctx: Context, env: str, action: str, checks: list[Check], commit: str
         git_commit=commit,
         metrics=ctx.package.get("metrics", {}),
         checks={c.name: {"passed": c.passed, "detail": c.detail, **c.figures} for c in checks},
+        dirty=dirty is not None,
+        diff_sha256=dirty.diff_sha256 if dirty else None,
     )
 
 
@@ -306,7 +316,9 @@ def _release(
     if ctx.version not in {v["version"] for v in client.versions(ctx.name)}:
         url = _install(ctx, env, client)
         ctx.progress(f"{env}: registering {ctx.name} {ctx.version} ({url})")
-        client.register(url, ctx.name, ctx.version, ctx.params.deploy.ready_timeout_s)
+        client.register(
+            url, ctx.name, ctx.version, ctx.params.deploy.ready_timeout_s, ctx.params.serve.max_batch_delay_ms
+        )
     else:
         try:
             client.wait_ready(ctx.name, ctx.version, ctx.params.deploy.ready_timeout_s)
@@ -385,6 +397,13 @@ def promote_production(ctx: Context, options: Options | None = None) -> records.
     """
     options = options or Options()
     with ctx.lock("production"):
+        dirty = _uncommitted(ctx, records.resolve_commit(ctx.root, options.commit))
+        if dirty is not None:  # production runs only what a commit rebuilds; no flag overrides this
+            raise UserError(
+                f"refusing to promote: the checkout has uncommitted changes to {dirty.commit[:12]} "
+                f"(diff sha256 {str(dirty.diff_sha256)[:12]}); commit them, rebuild with `dvc repro` "
+                "and deploy to staging again"
+            )
         client, state, commit = _begin(ctx, "production", options)
         unchanged = _unchanged(ctx, "production", state, commit)
         if unchanged is not None:

@@ -399,7 +399,9 @@ def ensure_registered(
         return False
     site.progress(f"{env}: restoring {site.name} {version} from {url}")
     try:
-        client.register(url, site.name, version, site.params.deploy.ready_timeout_s)
+        client.register(
+            url, site.name, version, site.params.deploy.ready_timeout_s, site.params.serve.max_batch_delay_ms
+        )
     except ServiceError as e:
         site.progress(f"{env}: could not restore {version}: {e}")
         return False
@@ -548,6 +550,7 @@ def status(site: Site) -> list[dict[str, Any]]:
                 "version": state.serving or "none",
                 "registered": state.registered,
                 "commit": entry.git_commit[:12] if entry else "?",
+                "dirty": entry.dirty if entry else False,
                 "deployed": entry.time if entry else "?",
                 "metrics": entry.metrics if entry else {},
             }

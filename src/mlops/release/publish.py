@@ -118,8 +118,12 @@ disable_token_authorization=true
 load_models=all
 allowed_urls=file://.*/model-store/[A-Za-z0-9_.-]+\\.mar
 install_py_dep_per_model=false
+# request bodies reach the handler as bytes: it decodes them itself
+decode_input_request=false
 metrics_mode=prometheus
 job_queue_size=1000
+max_request_size=6553500
+max_response_size=6553500
 """
 
 

@@ -67,6 +67,8 @@ class Deployment:
     checks: dict[str, Any] = field(default_factory=dict)
     mlflow_run: str | None = None
     mlflow_version: str | None = None
+    dirty: bool = False  # deployed from a tree with uncommitted changes to git_commit (see diff_sha256)
+    diff_sha256: str | None = None
     time: str = field(default_factory=now)
     phase: str = "done"
     previous: str | None = None

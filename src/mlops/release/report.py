@@ -8,6 +8,7 @@ both models on the same holdout), ``decide`` turns them into the gate's failures
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -21,12 +22,13 @@ from typing import Any
 import joblib
 import pandas as pd
 
-from mlops.core import paths
+from mlops.core import lineage, paths
 from mlops.core.artifacts import flatten
 from mlops.core.config import GateParams
 from mlops.core.contract import Contract
 from mlops.core.task import Task, task_of
 from mlops.pipeline import figures
+from mlops.pipeline.compiled import compile_pipeline
 from mlops.pipeline.evaluation import gate_failures
 from mlops.pipeline.features import features_and_target
 from mlops.release import records
@@ -181,13 +183,29 @@ class Facts:
     data: DataDiff
     images: dict[str, str]
     notes: list[str] = field(default_factory=list)  # what the caller knows and the reader must (CI's data source)
+    build: dict[str, Any] = field(default_factory=dict)  # the checkout: commit, dirty, diff hash
 
 
 def _dvc_json(root: Path, *args: str) -> Any:
-    proc = subprocess.run(["dvc", *args, "--json"], cwd=root, capture_output=True, text=True)
-    if proc.returncode != 0:
+    """What ``dvc <args> --json`` prints, from DVC's Python API (a ``dvc`` process costs a second).
+
+    ``params diff REV``, ``metrics diff REV --all`` and ``diff REV --targets PATH``; None on failure.
+    """
+    from dvc.repo import Repo
+
+    try:
+        with Repo(str(root)) as repo:
+            if args[:2] == ("params", "diff"):
+                return repo.params.diff(a_rev=args[2]).get("diff", {})
+            if args[:2] == ("metrics", "diff"):
+                return repo.metrics.diff(a_rev=args[2], all="--all" in args).get("diff", {})
+            if args[0] == "diff":
+                targets = [args[args.index("--targets") + 1]] if "--targets" in args else None
+                diff = repo.diff(args[1], None, targets)
+                return {kind: sorted(({"path": e["path"]} for e in entries), key=str) for kind, entries in diff.items()}
+    except Exception:  # DVC raises many kinds (bad revision, no cache): the report shows what it has
         return None
-    return json.loads(proc.stdout or "{}")
+    raise ValueError(f"unsupported dvc command: {args}")
 
 
 def _is_change(value: Any) -> bool:
@@ -305,8 +323,9 @@ def _pictures(
     if production and production.pipeline is not None and holdout_path.exists():
         holdout = pd.read_parquet(holdout_path)
         X, y = features_and_target(holdout, contract)
+        model = compile_pipeline(production.pipeline, contract.features)
         task = task_of(contract).for_model(production.pipeline)
-        tables = task.plot_tables(y, task.outputs(production.pipeline, X), 10)
+        tables = task.plot_tables(y, task.outputs(model, X), 10)
         if "confusion" in tables:
             figures.confusion(tables["confusion"], out_dir / "confusion-production.png")
             images["production"] = "confusion-production.png"
@@ -344,6 +363,7 @@ def collect(
         vs_production=vs_production,
         data=data_diff(root, base, root / paths.RAW, contract),
         images=_pictures(root, base, out_dir, production, contract) if candidate else {},
+        build=dataclasses.asdict(lineage.source(root)),
     )
 
 
@@ -394,6 +414,17 @@ def _verdict(failures: list[str], facts: Facts) -> list[str]:
         why = p.problem or "its model could not be scored on this holdout"
         versus = f"⚠️ NOT compared with production ({why[:300]})"
     return [f"## ✅ Gate passed: meets the thresholds, {versus}, data valid\n"]
+
+
+def _build(f: Facts) -> list[str]:
+    b = f.build
+    if not b.get("dirty"):
+        return []
+    return [
+        f"> ⚠️ This model was built from uncommitted changes to `{str(b.get('commit'))[:12]}` "
+        f"(diff sha256 `{str(b.get('diff_sha256'))[:12]}`): production refuses to promote from such a checkout. "
+        "Commit and rebuild.\n"
+    ]
 
 
 def _params(f: Facts) -> list[str]:
@@ -494,7 +525,7 @@ def _pipeline(f: Facts) -> list[str]:
 
 def render(facts: Facts, failures: list[str]) -> str:
     """The report as markdown: the verdict first, then each section in a fixed order."""
-    sections = (_params, _metrics, _production, _plots, _data, _pipeline)
+    sections = (_build, _params, _metrics, _production, _plots, _data, _pipeline)
     lines = _verdict(failures, facts) + [f"> ⚠️ {note}\n" for note in facts.notes]
     for section in sections:
         lines += section(facts)

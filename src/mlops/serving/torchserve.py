@@ -28,6 +28,7 @@ from mlops.serving.loadgen import LoadResult
 from mlops.serving.traffic import TRAFFIC_HEADER
 
 ENVIRONMENTS = ("staging", "production")
+LOG_CONFIG = "log4j2.xml"  # TorchServe's logging, beside the environment configs
 
 
 def read_properties(path: Path) -> dict[str, str]:
@@ -154,12 +155,16 @@ class LocalServer:
         """The committed config plus this machine's paths.
 
         Worker sockets go to the environment's temp dir (two servers would otherwise share
-        /tmp/.ts.sock.9000), the metrics config is added, and ``allowed_urls`` admits this
+        /tmp/.ts.sock.9000), the metrics and logging configs beside it are added (``metrics.yaml``,
+        ``log4j2.xml``), and ``allowed_urls`` admits this
         environment's model store by its absolute path: the committed pattern (any folder ending
         in ``.serve/<env>/model-store/``) would admit a look-alike folder anywhere.
         """
         lines = self.config.read_text().splitlines()
         vmargs = f"{self.props.get('vmargs', '')} -Djava.io.tmpdir={self.tmp}".strip()
+        logging_config = self.config.with_name(LOG_CONFIG)
+        if logging_config.exists() and "log4j.configurationFile" not in vmargs:
+            vmargs += f" -Dlog4j.configurationFile={logging_config}"
         others = [e for e in self.props.get("allowed_urls", "").split(",") if e and "model-store" not in e]
         allowed = ",".join([archive_url_pattern(f"file://{self.store}"), *others]).replace("\\", "\\\\")
         lines = [line for line in lines if not line.strip().startswith(("vmargs=", "allowed_urls="))]
@@ -261,15 +266,21 @@ class Client:
         except requests.RequestException:
             return False
 
-    def register(self, url: str, name: str, version: str, timeout_s: float) -> None:
+    def register(
+        self, url: str, name: str, version: str, timeout_s: float, max_batch_delay_ms: int | None = None
+    ) -> None:
         """Register an archive as ``name`` ``version`` and wait until its workers are READY.
 
         Asynchronously, then polled: with ``synchronous=true`` TorchServe holds a network thread
         for the whole worker start, and requests that thread also serves stall for as long
         (seconds). Workers start as the archive's model config says. A version whose workers do
         not get READY in time is unregistered again: nothing half-registered stays behind.
+        ``max_batch_delay_ms`` is passed to the API as well: TorchServe 0.12 ignores a
+        ``maxBatchDelay`` of 0 in the archive's model config and waits its default 100 ms instead.
         """
         query = f"/models?url={quote(url, safe='')}&synchronous=false"
+        if max_batch_delay_ms is not None:
+            query += f"&max_batch_delay={max_batch_delay_ms}"
         self._check(self._manage("POST", query), f"register {url}")
         try:
             self.wait_ready(name, version, timeout_s)

@@ -1,4 +1,8 @@
-"""Build the TorchServe model archive (models/<name>.mar) and record its version and sha256."""
+"""Build the TorchServe model archive (models/<name>.mar) and record its version and sha256.
+
+Before it builds anything, it checks the compiled scorer the archive will serve with against
+scikit-learn on the monitoring reference (a sample of training rows): a difference stops it.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mlops.core import paths
-from mlops.core.artifacts import read_json, write_json
+from mlops.core.artifacts import load_pipeline, read_json, write_json
 from mlops.core.config import load_params
 from mlops.core.contract import load_contract
 from mlops.core.errors import run
 from mlops.core.progress import Progress
 from mlops.core.task import task_of
+from mlops.core.threads import native_threads
+from mlops.pipeline.compiled import compile_pipeline, verify
 from mlops.pipeline.datasets import read_table
 from mlops.release.packaging import archive_info, build_archive
 from mlops.stages import parser
@@ -28,8 +34,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     params = load_params(args.params)
     progress = Progress("package")
+    contract = load_contract(args.contract)
+    reference = read_table(args.reference)
+    with progress.step("checking the compiled scorer against scikit-learn"), native_threads():
+        model = compile_pipeline(load_pipeline(args.model), contract.features)
+        checked = verify(model, contract.features, reference)
+    progress(f"{checked:,} rows scored the same ({model.path_})")
     with progress.step("torch-model-archiver"):
-        edges = task_of(load_contract(args.contract)).score_edges(read_table(args.reference)["score"])
+        edges = task_of(contract).score_edges(reference["score"])
         archive, version = build_archive(args.model, args.contract, args.handler, params.serve, args.out, edges)
     metrics = {k: v for k, v in read_json(args.metrics).items() if isinstance(v, float)}
     info = archive_info(archive, version, params.serve.model_name, args.model, metrics)

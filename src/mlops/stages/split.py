@@ -11,7 +11,7 @@ from mlops.core.contract import load_contract
 from mlops.core.errors import run
 from mlops.core.progress import Progress
 from mlops.pipeline.datasets import read_raw, write_table
-from mlops.pipeline.splitting import split
+from mlops.pipeline.splitting import periods, split
 from mlops.stages import parser
 
 
@@ -27,7 +27,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     train, holdout = split(frame, contract, params.split)
     write_table(train, args.out / "train.parquet")
     write_table(holdout, args.out / "holdout.parquet")
-    how = f"latest {params.split.holdout_periods} period(s)" if params.split.method == "time" else "random"
+    how = "random"
+    if params.split.method == "time" and contract.time:
+        held = periods(holdout, contract)
+        shown = ", ".join(held) if len(held) <= 4 else f"{held[0]} ... {held[-1]}"
+        how = f"latest {len(held)} period(s) of '{contract.time}': {shown}"
     progress(f"{len(train):,} train rows, {len(holdout):,} holdout rows ({how}) -> {args.out}")
     return 0
 

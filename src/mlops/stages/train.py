@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = train(frame, contract, params.train)
         fit_seconds = time.perf_counter() - t0
     save_pipeline(result.pipeline, args.model)
-    write_table(reference(result.pipeline, frame, contract, seed=params.train.seed), args.reference)
+    write_table(reference(result.model, frame, contract, seed=params.train.seed), args.reference)
     write_csv(result.loss_curve, args.curves / "loss.csv")
     figures.loss_curve(result.loss_curve, args.curves / "loss.png")
     summary = {
@@ -52,24 +52,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     write_json(summary, args.metrics)
     progress(f"train loss {result.train_loss:.4f} after {summary['iterations']} iteration(s) -> {args.model}")
+    progress(f"scoring: {result.model.path_}, verified against scikit-learn")
 
     if not args.no_mlflow:
         with progress.step("logging to MLflow"):
             from mlops.pipeline import tracking  # imported here: mlflow is slow to import
 
             X, _ = features_and_target(frame, contract)
+            src = lineage.source(args.root)
             record = tracking.log_training(
                 args.root,
                 params.mlflow.experiment,
                 params.mlflow.registered_model,
-                pipeline=result.pipeline,
+                pipeline=args.model,
+                contract=contract,
                 params={"train": params.train.model_dump(), "split": params.split.model_dump()},
                 metrics={"train_loss": result.train_loss, "fit_seconds": fit_seconds},
-                # numbers as float: served requests may leave any numeric field empty
-                input_example=X.head(5).astype({c: float for c in contract.numeric_features}),
+                input_example=X.head(5),
                 tags={
-                    "git_commit": lineage.git_commit(args.root),
-                    "git_dirty": str(lineage.git_dirty(args.root)).lower(),
+                    "git_commit": src.commit,
+                    "git_dirty": str(src.dirty).lower(),
+                    "git_diff_sha256": src.diff_sha256 or "",
                     "data_raw_md5": lineage.dvc_hash(args.root / "data" / "raw.dvc"),
                     "params_hash": params.digest(),
                     "task": contract.task,
