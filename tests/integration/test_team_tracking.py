@@ -113,7 +113,8 @@ def test_two_clones_log_twenty_runs_at_once_and_none_is_lost_nor_moves_an_alias(
         clone = tmp_path / who
         sh("git", "clone", "-q", str(team_project), str(clone), cwd=tmp_path)
         engineers.append(subprocess.Popen(
-            [sys.executable, "-m", "support.engineer", str(clone), experiment, MODEL, who, "10"],
+            [sys.executable, "-m", "support.engineer", str(clone), str(team_project / "models/pipeline.joblib"),
+             experiment, MODEL, who, "10"],
             cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         ))  # fmt: skip
     said = [p.communicate(timeout=600) for p in engineers]

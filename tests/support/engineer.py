@@ -1,8 +1,9 @@
 """One engineer's clone logging training runs to the shared tracking server, ``THREADS`` at once.
 
-Run as ``python -m support.engineer ROOT EXPERIMENT MODEL WHO THREADS`` (the tests start two, as
-two engineers on two machines would); prints one JSON line per run: its id and registry version,
-or the error.
+Run as ``python -m support.engineer ROOT MODEL_FILE EXPERIMENT REGISTERED WHO THREADS`` (the tests
+start two, as two engineers on two machines would): each run logs the fitted pipeline in
+``MODEL_FILE`` with the clone's contract. Prints one JSON line per run: its id and registry
+version, or the error.
 """
 
 from __future__ import annotations
@@ -13,21 +14,22 @@ import threading
 from pathlib import Path
 
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
 
+from mlops.core.contract import load_contract
 from mlops.pipeline import tracking
 
 
-def main(root: Path, experiment: str, model: str, who: str, threads: int) -> int:
-    X = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
-    fitted = LogisticRegression().fit(X, [0, 0, 1, 1])
+def main(root: Path, model: Path, experiment: str, registered: str, who: str, threads: int) -> int:
+    contract = load_contract(root / "data/contract.yaml")
+    # the trained project's holdout rows (a clone holds only what git tracks)
+    example = pd.read_parquet(model.parents[1] / "data/split/holdout.parquet").head(2)[list(contract.features)]
     lock = threading.Lock()
 
     def one(i: int) -> None:
         try:
             record = tracking.log_training(
-                root, experiment, model, pipeline=fitted, params={"who": who, "i": i},
-                metrics={"train_loss": 0.1 * i}, input_example=X.head(2), tags={"engineer": who},
+                root, experiment, registered, pipeline=model, contract=contract, params={"who": who, "i": i},
+                metrics={"train_loss": 0.1 * i}, input_example=example, tags={"engineer": who},
                 artifacts=[], pip_requirements=["scikit-learn"],
             )  # fmt: skip
             out = {"who": who, "i": i, "run": record.run_id, "version": record.model_version}
@@ -45,5 +47,5 @@ def main(root: Path, experiment: str, model: str, who: str, threads: int) -> int
 
 
 if __name__ == "__main__":
-    root, experiment, model, who, threads = sys.argv[1:6]
-    raise SystemExit(main(Path(root), experiment, model, who, int(threads)))
+    root, model, experiment, registered, who, threads = sys.argv[1:7]
+    raise SystemExit(main(Path(root), Path(model), experiment, registered, who, int(threads)))
