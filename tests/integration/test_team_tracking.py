@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ import yaml
 from mlflow import MlflowClient
 
 from support import ROOT
-from support.project import make_project, sh, stages_run
+from support.project import sh, stages_run
 from support.servers import write_env_configs
 from support.team import TrackingServer
 
@@ -36,9 +37,12 @@ def team_env(server: TrackingServer) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def team_project(tracking_server: TrackingServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A project trained and evaluated by `dvc repro` against the tracking server; local TorchServe for its deploys."""
-    root = make_project(tmp_path_factory.mktemp("team-tracking") / "repo")
+def team_project(
+    trained_project: Path, tracking_server: TrackingServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """The trained project, its training and evaluation run again against the tracking server; local TorchServe."""
+    root = tmp_path_factory.mktemp("team-tracking") / "repo"
+    shutil.copytree(trained_project, root, symlinks=True)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["serve"]["workers"] = 1
     params["deploy"].update(parity_rows=100, quality_rows=300, smoke_rows=5, ready_timeout_s=90)
@@ -46,10 +50,9 @@ def team_project(tracking_server: TrackingServer, tmp_path_factory: pytest.TempP
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     write_env_configs(root, extra_allowed="")
     sh("git", "commit", "-qam", "team environments", cwd=root)
-    proc = sh("dvc", "repro", cwd=root, env=team_env(tracking_server))
-    assert "train" in stages_run(proc)
-    sh("git", "add", "-A", cwd=root)
-    sh("git", "commit", "-qm", "trained", cwd=root)
+    for stage in ("train", "evaluate"):  # what logs to MLflow; the rest is the shared project's
+        proc = sh("dvc", "repro", "--single-item", "--force", stage, cwd=root, env=team_env(tracking_server))
+        assert stages_run(proc) == [stage]
     yield root
     sh("mlops", "serve", "down", cwd=root, check=False)
 
