@@ -264,6 +264,18 @@ ci-retrain: ci-remote ## ingest from LANDING (an fsspec URL), dvc repro, dvc pus
 bench-monitoring: setup ## telemetry cost (staging, off vs on), monitor on 1M logged rows, drift sensitivity
 	python benchmarks/monitoring.py
 
+# loopback only: the UI has no authentication (MLFLOW_UI_HOST widens it on a machine you trust)
+MLFLOW_UI_HOST ?= 127.0.0.1
+MLFLOW_UI_PORT ?= 5000
+.PHONY: mlflow-ui
+mlflow-ui: setup ## MLflow's UI for MLFLOW_TRACKING_URI (a tracking server: its address), else mlflow.db, on 127.0.0.1:5000
+	@uri="$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}"; \
+	case "$$uri" in \
+	  http://*|https://*) echo "MLflow: $$uri is the team's tracking server; its UI is there: open $$uri";; \
+	  *) echo "MLflow UI for $$uri on http://$(MLFLOW_UI_HOST):$(MLFLOW_UI_PORT) (Ctrl-C stops it)"; \
+	     exec mlflow ui --backend-store-uri "$$uri" --host "$(MLFLOW_UI_HOST)" --port "$(MLFLOW_UI_PORT)" --workers 1;; \
+	esac
+
 clean: ## stop servers; remove pipeline outputs, MLflow's store, .serve, site/ and caches (keeps .venv, data/raw)
 	-test -x $(BIN)/mlops && mlops serve down
 	rm -rf data/split models/pipeline.joblib models/*.mar mlflow.db mlartifacts mlruns dvc_plots .serve site
