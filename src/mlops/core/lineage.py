@@ -105,3 +105,10 @@ def registers_here(environ: Mapping[str, str] | None = None) -> bool:
     if value:
         raise UserError(f"{REGISTER_ENV} must be 1 or 0; got {quoted(value)}")
     return env.get("CI", "").lower() == "true" and env.get("GITHUB_REF") == MAIN_REF
+
+
+def experiment_tags(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The DVC experiment a stage runs in (``dvc exp run`` sets ``DVC_EXP_NAME``), as run tags; {} outside one."""
+    env = os.environ if environ is None else environ
+    tags = {"dvc_exp_name": env.get("DVC_EXP_NAME", ""), "dvc_exp_baseline_rev": env.get("DVC_EXP_BASELINE_REV", "")}
+    return {k: v for k, v in tags.items() if v}

@@ -78,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "params_hash": params.digest(),
                     "task": contract.task,
                     tracking.MODEL_SHA_TAG: lineage.file_sha256(args.model),
+                    **lineage.experiment_tags(),
                 },
                 artifacts=[args.curves / "loss.png"],
                 pip_requirements=[f"{name}=={version(name)}" for name in RUNTIME_PACKAGES],
