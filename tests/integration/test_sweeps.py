@@ -16,6 +16,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import sh
+from support.notebooks import execute, images, text
 
 pytestmark = pytest.mark.integration
 
@@ -111,3 +112,15 @@ def test_the_best_experiment_becomes_a_branch_for_a_pull_request(sweep):
     assert str(params["train"]["hist_gradient_boosting"]["learning_rate"]) == chosen
     metrics = yaml.safe_load(sh("git", "show", f"exp/{best}:reports/metrics.json", cwd=root).stdout)
     assert metrics["roc_auc"] == pytest.approx(runs[best].data.metrics["roc_auc"])
+
+
+def test_the_compare_notebook_shows_each_experiment_beside_its_mlflow_run(sweep, tmp_path, monkeypatch):
+    monkeypatch.setenv("JUPYTER_PATH", "")  # execute() points it at this test's kernel spec
+    nb, seconds = execute("02-compare-experiments.ipynb", sweep["root"], tmp_path / "jupyter")
+    print(f"02-compare-experiments: {seconds:.1f}s")
+    printed = text(nb)
+    assert f"{len(LEARNING_RATES)} experiments, {len(LEARNING_RATES)} with their MLflow run" in printed
+    for name in experiment_runs(sweep["root"]):
+        assert name in printed
+    assert images(nb) >= 4  # loss, ROC, precision-recall, confusion/importance
+    assert seconds < 60

@@ -216,6 +216,19 @@ def log_evaluation(
     return str(run_id)
 
 
+def runs_table(root: Path, experiment: str) -> pd.DataFrame:
+    """The experiment's runs, newest first: one row a run (``run_id``, ``params.*``, ``metrics.*``, ``tags.*``).
+
+    Empty when the experiment does not exist here.
+    """
+    configure(root)
+    found = MlflowClient().get_experiment_by_name(experiment)
+    if found is None:
+        return pd.DataFrame()
+    runs = mlflow.search_runs([found.experiment_id], order_by=["attributes.start_time DESC"], output_format="pandas")
+    return pd.DataFrame(runs)
+
+
 def find_model_version(
     root: Path, registered_model: str, model_sha256: str, register: bool = False
 ) -> tuple[str, str] | None:
