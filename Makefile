@@ -35,12 +35,12 @@ $(STAMP): requirements.txt pyproject.toml package-lock.json
 	@$(MAKE) --no-print-directory hooks
 	@touch $@
 
-# the pre-commit hook (.pre-commit-config.yaml), in a git checkout only; a linked worktree shares
-# its hooks with the main checkout, so it is installed from there
+# the pre-commit hook (.pre-commit-config.yaml), for people: in a git checkout, not in CI (its
+# commits are what the pipeline wrote); a linked worktree shares the main checkout's hooks
 .PHONY: hooks
 hooks:
 	@gitdir="$$(git rev-parse --git-dir 2>/dev/null)"; \
-	if [ -n "$$gitdir" ] && [ "$$gitdir" = "$$(git rev-parse --git-common-dir)" ]; then \
+	if [ "$${CI:-}" != "true" ] && [ -n "$$gitdir" ] && [ "$$gitdir" = "$$(git rev-parse --git-common-dir)" ]; then \
 	  $(BIN)/pre-commit install >/dev/null && echo "pre-commit: hook installed (nbstripout, ruff, actionlint, zizmor)" \
 	    || echo "pre-commit: hook not installed (is core.hooksPath set?); run 'pre-commit install' yourself"; \
 	fi

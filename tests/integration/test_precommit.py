@@ -20,9 +20,10 @@ VENV = Path(sys.executable).parents[1]
 
 
 def make_hooks(repo: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`make hooks` as a person runs it (CI installs no hook: the suite may run there)."""
     return subprocess.run(
         ["make", "--no-print-directory", "-f", str(ROOT / "Makefile"), "hooks", f"VENV={VENV}"],
-        cwd=repo, env=env, capture_output=True, text=True, timeout=60,
+        cwd=repo, env={k: v for k, v in env.items() if k != "CI"}, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
 
 
@@ -77,5 +78,14 @@ def test_a_linked_worktree_leaves_the_shared_hooks_alone(repo, tmp_path):
     worktree = tmp_path / "wt"
     sh("git", "worktree", "add", "-q", str(worktree), "-b", "topic", cwd=repo)
     out = make_hooks(worktree, dict(os.environ))
+    assert out.returncode == 0, out.stderr
+    assert not (repo / ".git" / "hooks" / "pre-commit").exists()
+
+
+def test_ci_installs_no_hook(repo):
+    out = subprocess.run(
+        ["make", "--no-print-directory", "-f", str(ROOT / "Makefile"), "hooks", f"VENV={VENV}"],
+        cwd=repo, env={**os.environ, "CI": "true"}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert not (repo / ".git" / "hooks" / "pre-commit").exists()
