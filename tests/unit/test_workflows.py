@@ -43,6 +43,7 @@ def make_targets() -> set[str]:
 def test_workflow_files_exist():
     assert {p.name for p in WORKFLOWS} == {
         "pr.yml", "pr-comment.yml", "deploy.yml", "retrain.yml", "monitor.yml", "rollback.yml",
+        "devcontainer.yml",
     }  # fmt: skip
 
 
@@ -83,7 +84,9 @@ def test_least_privilege_and_no_dangerous_patterns():
         for name, job in data["jobs"].items():
             assert "permissions" in job, f"{path.name}:{name} declares no permissions"
             writes = {k for k, v in job["permissions"].items() if v == "write"}
-            assert writes <= {"pull-requests", "contents", "issues", "actions", "id-token"}, f"{path.name}:{name}"
+            assert writes <= {"pull-requests", "contents", "issues", "actions", "id-token", "packages"}, path.name
+            if "packages" in writes:  # only the job that pushes the development image
+                assert (path.name, name) == ("devcontainer.yml", "image")
             if writes & {"issues", "actions"}:  # only the monitor, to report and to start retraining
                 assert path.name == "monitor.yml"
             if "contents" in writes:  # only the jobs that push a record tag
@@ -99,7 +102,7 @@ def test_least_privilege_and_no_dangerous_patterns():
 
 
 def test_the_token_reaches_only_the_steps_that_push_a_record():
-    pushing = {"make ci-push-tags", "make ci-rollback-production"}
+    pushing = {"make ci-push-tags", "make ci-rollback-production", "make ci-push-devcontainer"}
     for file, job_name, _, step in steps():
         env = step.get("env", {})
         if "GITHUB_TOKEN" in env:
