@@ -81,11 +81,15 @@ format: setup ## fix what ruff can fix and format the code
 	ruff check --fix src tests benchmarks
 	ruff format src tests benchmarks
 
+# the unit tier runs on every core (pytest-xdist: its tests share nothing); the others share servers
+# and trained projects per session, so they run in one process. Both run even when the first fails.
+UNIT = pytest -m unit -n auto --maxprocesses 4
+
 test: setup ## the whole test suite (unit, integration, e2e, workflows)
-	pytest
+	@rc=0; $(UNIT) || rc=$$?; pytest -m "not unit" || rc=$$?; exit $$rc
 
 test-unit: setup ## unit tests only (seconds, no services)
-	pytest -m unit
+	$(UNIT)
 
 test-integration: setup ## integration tests only (real DVC, MLflow, Great Expectations, TorchServe)
 	pytest -m integration

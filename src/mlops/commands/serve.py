@@ -40,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             ep = server.up()
             progress(f"{env}: up, inference {ep.inference_url}, management {ep.management_url}")
             progress(f"{env}: tokens in {server.home / 'key_file.json'}")
+            if args.params == paths.PARAMS and not args.params.exists():  # servers for elsewhere: no records here
+                progress(f"{env}: no {paths.PARAMS} here, so no records to restore: serving nothing yet")
+                continue
             restored = restore(site(args, "serve"), env)  # serve what the records say it serves
             if restored.record is not None:
                 progress(f"{env}: serves {restored.serving or 'nothing'}; the record says {restored.record.version}")
