@@ -306,6 +306,7 @@ devcontainer-tag: ## image=... and tag=... of the development image (the tag: ha
 
 ci-push-devcontainer: ## build the development image and push it to GHCR as :<hash> and :main, with GITHUB_TOKEN (unless that hash is there)
 	@test -n "$$GITHUB_TOKEN" || { echo "error: set GITHUB_TOKEN (for the push)" >&2; exit 2; }
+	@docker info >/dev/null 2>&1 || { echo "error: no Docker engine answers (docker info): build on a runner that has one" >&2; exit 3; }
 	@echo "$$GITHUB_TOKEN" | docker login ghcr.io -u "$${GITHUB_ACTOR:-github-actions}" --password-stdin
 	@if docker manifest inspect $(DEVCONTAINER_IMAGE):$(DEVCONTAINER_TAG) >/dev/null 2>&1; then \
 	  echo "$(DEVCONTAINER_IMAGE):$(DEVCONTAINER_TAG) is there already: nothing it installs changed"; \
