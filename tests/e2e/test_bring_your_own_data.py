@@ -197,7 +197,10 @@ def test_a_table_goes_from_mlops_init_to_production_and_the_template_tests_pass(
     status = {r["environment"]: r for r in json.loads(sh("mlops", "status", "--json", cwd=repo).stdout)}
     version = json.loads((repo / "models/package.json").read_text())["version"]
     assert status["staging"]["version"] == status["production"]["version"] == version
-    assert sh("git", "tag", "-l", "model/production/*", cwd=repo).stdout.split() == ["model/production/1"]
+    # the records, in GTO's format under the model's own name: one version, assigned to each stage once
+    tags = sh("git", "tag", "-l", f"{name}*", cwd=repo).stdout.split()
+    assert sorted(t.split("#")[1] for t in tags if "#" in t) == ["production", "staging"], tags
+    assert [t for t in tags if "@" in t] == [f"{name}@v0.0.1"], tags
 
     # 4. production answers as the offline model does, exactly
     pipeline = joblib.load(repo / "models/pipeline.joblib")

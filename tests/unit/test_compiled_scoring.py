@@ -294,3 +294,24 @@ def test_a_bad_thread_setting_names_the_variable(monkeypatch):
         limit()
     monkeypatch.setenv("MLOPS_NATIVE_THREADS", "0")
     assert limit() is None
+
+
+@pytest.mark.parametrize("keep", ["numbers", "categories"])
+def test_a_table_of_numbers_only_or_categories_only_compiles_and_scores_as_scikit_learn(params, data, keep):
+    # the preprocessing branch with no columns is never fitted: the compiler must not read it
+    contract = load_contract(CONTRACTS["binary"])
+    numbers_wanted = keep == "numbers"
+    dropped = [n for n in contract.features if contract.columns[n].is_numeric != numbers_wanted]
+    assert dropped
+    assert len(dropped) < len(contract.features)
+    spec = contract.model_dump(exclude_defaults=True)
+    contract = Contract.model_validate(
+        {**spec, "columns": {n: c for n, c in spec["columns"].items() if n not in dropped}}
+    )
+    frame = data("binary").drop(columns=dropped)
+    pipeline = train(frame.iloc[:600], contract, params.train).pipeline
+    model = compiled(pipeline, contract)
+    assert model.features_ is not None
+    X, _ = features_and_target(frame.iloc[600:], contract)
+    np.testing.assert_array_equal(model.outputs(X), sklearn_outputs(pipeline, X))
+    np.testing.assert_array_equal(model.outputs(records(X, contract.features)), sklearn_outputs(pipeline, X))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 
 import gto.api
 import pytest
@@ -44,6 +45,19 @@ def test_a_ledger_reads_what_it_wrote(tmp_path):
     assert ledger.latest("b") is None
     assert ledger.serving().version == "c"
     assert ledger.problems == []
+
+
+def test_two_models_on_one_server_each_read_their_own_moves_from_the_shared_ledger(tmp_path):
+    # one TorchServe may serve several models, each released from its own repository
+    path = tmp_path / "staging" / "deployments.jsonl"
+    Ledger(path).append(entry("legacy"))  # a line written before entries named their model
+    for model, version in (("loans", "l1"), ("churn", "c1"), ("loans", "l2")):
+        Ledger(path, model).append(replace(entry(version), model=model))
+    assert [e.version for e in Ledger(path, "loans").entries()] == ["legacy", "l1", "l2"]
+    assert Ledger(path, "churn").serving().version == "c1"
+    assert Ledger(path, "loans").serving().version == "l2"
+    assert not Ledger(path, "churn").passed("sha-l1")
+    assert len(Ledger(path).entries()) == 4  # unnamed: the whole history
 
 
 def test_every_ledger_line_is_synced_to_disk_as_it_is_written(tmp_path, monkeypatch):

@@ -137,13 +137,23 @@ class CompiledFeatures:
             raise Unsupported(f"categorical preprocessing {_describe(categorical)}")
         if not (_is_nan(impute.missing_values) and _is_nan(fill.missing_values)):
             raise Unsupported("an imputer whose missing value is not NaN")
+        # a branch with no columns is never fitted (a table of numbers only, or of categories only)
+        if self.numeric:
+            self._numeric_branch(impute, scale)
+        else:
+            self._no_numbers()
+        self.tables: list[_Categories] = []
+        offset = self.n_numeric
+        if self.categorical:
+            offset = self._categorical_branch(fill, onehot, offset)
+        self.width = offset
+        if self.width != len(columns.get_feature_names_out()):
+            raise Unsupported("the encoder's output columns are not what its categories say")
+
+    def _numeric_branch(self, impute: Any, scale: Any) -> None:
         statistics = np.asarray(impute.statistics_, dtype=np.float64)
         if statistics.shape != (len(self.numeric),) or np.isnan(statistics).any():
             raise Unsupported("a numeric column with no value to impute (scikit-learn drops it)")
-        if fill.strategy != "constant" or onehot.drop_idx_ is not None or onehot.dtype is not np.float64:
-            raise Unsupported("a categorical imputer that is not constant, or an encoder that drops a column")
-        if onehot.handle_unknown not in ("ignore", "infrequent_if_exist"):
-            raise Unsupported(f"unknown categories handled by {onehot.handle_unknown!r}")
         self.statistics = statistics
         self.indicator = (
             np.asarray(impute.indicator_.features_, dtype=np.intp) if impute.add_indicator else np.empty(0, np.intp)
@@ -151,8 +161,19 @@ class CompiledFeatures:
         self.n_numeric = len(self.numeric) + len(self.indicator)
         self.mean = np.asarray(scale.mean_, dtype=np.float64) if scale.with_mean else None
         self.scale = np.asarray(scale.scale_, dtype=np.float64) if scale.with_std else None
-        self.tables: list[_Categories] = []
-        offset = self.n_numeric
+
+    def _no_numbers(self) -> None:
+        self.statistics = np.empty(0, np.float64)
+        self.indicator = np.empty(0, np.intp)
+        self.n_numeric = 0
+        self.mean = self.scale = None
+
+    def _categorical_branch(self, fill: Any, onehot: Any, offset: int) -> int:
+        """One lookup table per categorical column; the next free output column."""
+        if fill.strategy != "constant" or onehot.drop_idx_ is not None or onehot.dtype is not np.float64:
+            raise Unsupported("a categorical imputer that is not constant, or an encoder that drops a column")
+        if onehot.handle_unknown not in ("ignore", "infrequent_if_exist"):
+            raise Unsupported(f"unknown categories handled by {onehot.handle_unknown!r}")
         for i, categories in enumerate(onehot.categories_):
             infrequent = onehot.infrequent_categories_[i] if getattr(onehot, "_infrequent_enabled", False) else None
             rare = set() if infrequent is None else set(np.asarray(infrequent, dtype=object).tolist())
@@ -167,9 +188,7 @@ class CompiledFeatures:
             direct[_ABSENT] = cats.column_of(_ABSENT)
             self.tables.append(_Categories(table, unknown, fill.fill_value, direct))
             offset += len(kept) + (1 if rare else 0)
-        self.width = offset
-        if self.width != len(columns.get_feature_names_out()):
-            raise Unsupported("the encoder's output columns are not what its categories say")
+        return offset
 
     def from_rows(self, rows: Rows) -> np.ndarray:
         """The model matrix of request rows (dicts as decoded from JSON; absent keys allowed)."""

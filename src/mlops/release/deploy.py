@@ -271,6 +271,7 @@ def _entry(ctx: Context, env: str, action: str, checks: list[Check], commit: str
         checks={c.name: {"passed": c.passed, "detail": c.detail, **c.figures} for c in checks},
         dirty=dirty is not None,
         diff_sha256=dirty.diff_sha256 if dirty else None,
+        model=ctx.name,
     )
 
 

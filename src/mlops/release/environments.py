@@ -67,7 +67,7 @@ class Site:
 
     def ledger(self, env: str) -> records.Ledger:
         """The deployment ledger of ``env``."""
-        return records.Ledger(self.runtime_dir / env / "deployments.jsonl")
+        return records.Ledger(self.runtime_dir / env / "deployments.jsonl", self.name)
 
     def registry(self) -> records.Registry:
         """The model's records in git."""
@@ -530,6 +530,7 @@ def rollback(site: Site, env: str, options: Options | None = None, to: str | Non
             metrics=before.metrics,
             checks={"rolled_back_from": current},
             previous=current,
+            model=site.name,
         )
         switch(site, env, client, entry, options)
         site.progress(f"{env}: rolled back {site.name} {current} -> {target} in {time.perf_counter() - t0:.2f}s")

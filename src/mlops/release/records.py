@@ -74,6 +74,7 @@ class Deployment:
     previous: str | None = None
     registry_version: str | None = None
     note: str | None = None
+    model: str | None = None  # the model's name: one server may serve several (None: written before it was kept)
 
     def to_dict(self) -> dict[str, Any]:
         """The entry as one JSON object."""
@@ -99,10 +100,15 @@ class Deployment:
 
 
 class Ledger:
-    """An environment's append-only deployment history (JSON lines)."""
+    """An environment's append-only deployment history (JSON lines), read for one model.
 
-    def __init__(self, path: Path):
+    An environment's server may serve several models, each moved from its own repository: the
+    ledger keeps them all, and ``model`` names the one read (lines without a name are everyone's).
+    """
+
+    def __init__(self, path: Path, model: str | None = None):
         self.path = path
+        self.model = model
         self.problems: list[str] = []
 
     def append(self, entry: Deployment) -> None:
@@ -141,11 +147,14 @@ class Ledger:
             if not line.strip():
                 continue
             try:
-                out.append(Deployment.from_dict(json.loads(line)))
+                entry = Deployment.from_dict(json.loads(line))
             except (ValueError, KeyError, TypeError):
                 last = number == len(lines) or (number == len(lines) - 1 and not lines[-1])
                 what = "a torn last line" if last else "an unreadable line"
                 self.problems.append(f"{self.path}: skipped {what} (line {number}, {len(line)} bytes)")
+                continue
+            if self.model is None or entry.model in (None, self.model):
+                out.append(entry)
         return out
 
     def moves(self) -> list[Deployment]:
