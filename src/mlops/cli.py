@@ -54,6 +54,7 @@ COMMANDS: dict[str, Command] = {
     "pr": Command("mlops.commands.pr:pr_main", "what PR CI runs: dvc repro, report vs base and production, gate"),
     "report": Command("mlops.commands.pr:report_main", "the PR report and gate only (no dvc repro)"),
     "monitor": Command("mlops.commands.monitor", "monitor an environment; exit 1 on any breached threshold"),
+    "exp": Command("mlops.commands.exp", "exp best --metric M: the DVC experiment to take into a pull request"),
     "cycle": Command("mlops.commands.cycle", "a retraining round of the example: drift, monitor, retrain, deploy"),
 }  # fmt: skip
 

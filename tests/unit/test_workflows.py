@@ -43,6 +43,7 @@ def make_targets() -> set[str]:
 def test_workflow_files_exist():
     assert {p.name for p in WORKFLOWS} == {
         "pr.yml", "pr-comment.yml", "deploy.yml", "retrain.yml", "monitor.yml", "rollback.yml", "image.yml",
+        "devcontainer.yml",
     }  # fmt: skip
 
 
@@ -84,8 +85,8 @@ def test_least_privilege_and_no_dangerous_patterns():
             assert "permissions" in job, f"{path.name}:{name} declares no permissions"
             writes = {k for k, v in job["permissions"].items() if v == "write"}
             assert writes <= {"pull-requests", "contents", "issues", "actions", "id-token", "packages"}, path.name
-            if "packages" in writes:  # only the job that pushes the serving image
-                assert (path.name, name) == ("image.yml", "image")
+            if "packages" in writes:  # only the jobs that push the serving and the development images
+                assert (path.name, name) in {("image.yml", "image"), ("devcontainer.yml", "image")}
             if writes & {"issues", "actions"}:  # only the monitor, to report and to start retraining
                 assert path.name == "monitor.yml"
             if "contents" in writes:  # only the jobs that push a record tag
@@ -101,7 +102,7 @@ def test_least_privilege_and_no_dangerous_patterns():
 
 
 def test_the_token_reaches_only_the_steps_that_push_a_record():
-    pushing = {"make ci-push-tags", "make ci-rollback-production", "make ci-push-image"}
+    pushing = {"make ci-push-tags", "make ci-rollback-production", "make ci-push-image", "make ci-push-devcontainer"}
     for file, job_name, _, step in steps():
         env = step.get("env", {})
         if "GITHUB_TOKEN" in env:

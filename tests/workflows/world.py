@@ -35,7 +35,7 @@ PARAMS = {
         "latency": {"duration_s": 3, "concurrency": 2, "max_p99_ms": 2000, "min_rps": 2},
     },
 }
-CODE = ("src", "serve", ".github")
+CODE = ("src", "serve", ".github", ".devcontainer")
 FILES = (".gitignore", ".dvcignore", ".dvc/config", "Makefile", "dvc.yaml", "requirements.txt", "pyproject.toml",
          "package.json", "package-lock.json")  # fmt: skip
 

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from mlops.core import paths
-from mlops.core.errors import ServiceError
+from mlops.core.errors import ServiceError, UserError, quoted
 
 # What `dvc repro` itself rewrites (the lock, reports, models, the split, the .gitignore files DVC
 # keeps): a change there is the build's output, not a difference in what it was built from.
 BUILD_OUTPUTS = (str(paths.DVC_LOCK), str(paths.REPORTS), str(paths.MODELS), str(paths.SPLIT))
 _NOT_SOURCES = [f":(exclude){p}" for p in BUILD_OUTPUTS] + [":(exclude,glob)**/.gitignore"]
+REGISTER_ENV = "MLOPS_REGISTER"
+MAIN_REF = "refs/heads/main"
 
 
 def git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -83,3 +87,28 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def registers_here(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether training here registers a model version, or only logs the run.
+
+    The registry holds reviewed models only: what CI builds on main (``CI=true`` and
+    ``GITHUB_REF=refs/heads/main``), or what ``MLOPS_REGISTER=1`` asks for (``0`` never registers).
+    Experiments, branches and pull requests log runs; a deployment registers the run it deploys.
+    """
+    env = os.environ if environ is None else environ
+    value = env.get(REGISTER_ENV, "").strip().lower()
+    if value in ("1", "true", "yes"):
+        return True
+    if value in ("0", "false", "no"):
+        return False
+    if value:
+        raise UserError(f"{REGISTER_ENV} must be 1 or 0; got {quoted(value)}")
+    return env.get("CI", "").lower() == "true" and env.get("GITHUB_REF") == MAIN_REF
+
+
+def experiment_tags(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The DVC experiment a stage runs in (``dvc exp run`` sets ``DVC_EXP_NAME``), as run tags; {} outside one."""
+    env = os.environ if environ is None else environ
+    tags = {"dvc_exp_name": env.get("DVC_EXP_NAME", ""), "dvc_exp_baseline_rev": env.get("DVC_EXP_BASELINE_REV", "")}
+    return {k: v for k, v in tags.items() if v}

@@ -43,7 +43,12 @@ MLFLOW_DB = Path("mlflow.db")
 
 
 def mlflow_tracking_uri(root: Path) -> str:
-    """``MLFLOW_TRACKING_URI``, or the sqlite file at the repository root."""
+    """``MLFLOW_TRACKING_URI``, or the sqlite file at the repository root.
+
+    A stage DVC runs gets the repository's root in ``DVC_ROOT``: a queued experiment runs in a
+    temporary copy, and its run belongs in the repository's store, not in the copy's.
+    """
+    root = Path(os.environ.get("DVC_ROOT") or root)
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / MLFLOW_DB).resolve()}"
 
 

@@ -184,13 +184,18 @@ def categorical_drift(reference: pd.Series, current: pd.Series) -> dict[str, Any
 
 
 def drift_table(
-    frame: pd.DataFrame, score: pd.Series, reference: pd.DataFrame, contract: Contract, params: MonitorParams
+    frame: pd.DataFrame, score: pd.Series | None, reference: pd.DataFrame, contract: Contract, params: MonitorParams
 ) -> dict[str, dict[str, Any]]:
-    """Per input and for the prediction: PSI, the test, and whether both say it drifted."""
+    """Per input and for the prediction: PSI, the test, and whether both say it drifted.
+
+    With ``score`` None, the inputs only (two periods of data, before any model scored them).
+    """
     out: dict[str, dict[str, Any]] = {}
     categorical_score = task_of(contract).categorical_score
     for name in [*contract.features, "prediction"]:
         if name == "prediction":
+            if score is None:
+                continue
             ref_col, cur_col, numeric = reference["score"], score, not categorical_score
         elif name in reference and name in frame:
             ref_col, cur_col, numeric = reference[name], frame[name], contract.columns[name].is_numeric

@@ -119,10 +119,10 @@ class ContractModel(PythonModel):
 
 @dataclass(frozen=True)
 class TrainingRecord:
-    """What ``log_training`` leaves in MLflow: the run, the registered version, the store."""
+    """What ``log_training`` leaves in MLflow: the run, the registered version (None: not registered), the store."""
 
     run_id: str
-    model_version: str
+    model_version: str | None
     tracking_uri: str
 
 
@@ -172,8 +172,9 @@ def log_training(
     tags: dict[str, str],
     artifacts: list[Path],
     pip_requirements: list[str],
+    register: bool = False,
 ) -> TrainingRecord:
-    """One run: params, metrics, lineage tags, the model (a ``ContractModel`` pyfunc), a registry version."""
+    """One run: params, metrics, lineage tags, the model (a ``ContractModel`` pyfunc); a version if ``register``."""
     from mlops.core.artifacts import flatten  # scikit-learn comes with it: only training needs it
 
     uri = configure(root)
@@ -192,11 +193,11 @@ def log_training(
             signature=signature(contract),
             input_example=input_example,
             pip_requirements=pip_requirements,
-            registered_model_name=registered_model,
+            registered_model_name=registered_model if register else None,
             metadata={"contract": {"task": contract.task, "target": contract.target, "columns": _declared(contract)}},
             code_paths=[str(Path(__file__).parents[1])],  # the model needs the mlops package to load
         )
-    version = str(info.registered_model_version) if info.registered_model_version is not None else "none"
+    version = str(info.registered_model_version) if info.registered_model_version is not None else None
     return TrainingRecord(run.info.run_id, version, uri)
 
 
@@ -225,26 +226,50 @@ def log_evaluation(
     return str(run_id)
 
 
-def find_model_version(root: Path, registered_model: str, model_sha256: str) -> tuple[str, str] | None:
-    """(run id, registry version) of the newest run here that logged this exact model file, or None."""
-    from mlflow.exceptions import MlflowException
+def runs_table(root: Path, experiment: str) -> pd.DataFrame:
+    """The experiment's runs, newest first: one row a run (``run_id``, ``params.*``, ``metrics.*``, ``tags.*``).
 
+    Empty when the experiment does not exist here.
+    """
+    configure(root)
+    found = MlflowClient().get_experiment_by_name(experiment)
+    if found is None:
+        return pd.DataFrame()
+    runs = mlflow.search_runs([found.experiment_id], order_by=["attributes.start_time DESC"], output_format="pandas")
+    return pd.DataFrame(runs)
+
+
+def find_model_version(
+    root: Path, registered_model: str, model_sha256: str, register: bool = False
+) -> tuple[str, str] | None:
+    """(run id, registry version) of the newest run here that logged this exact model file, or None.
+
+    With ``register``, a model file whose runs have no version yet gets one, from its newest run:
+    training registers only on main (``mlops.core.lineage.registers_here``), so a deployment registers what it deploys.
+    """
     configure(root)
     client = MlflowClient()
-    try:
-        client.get_registered_model(registered_model)
-    except MlflowException:  # nothing registered under this name: no run to find
-        return None
     runs = client.search_runs(
         [e.experiment_id for e in client.search_experiments()],
         filter_string=f"tags.{MODEL_SHA_TAG} = '{model_sha256}'",
         order_by=["attributes.start_time DESC"],
     )
-    for run in runs:
-        versions = client.search_model_versions(f"name = '{registered_model}' and run_id = '{run.info.run_id}'")
-        if versions:
-            return run.info.run_id, str(versions[0].version)
-    return None
+    if not runs:
+        return None
+    try:
+        client.get_registered_model(registered_model)
+    except MlflowException:  # nothing registered under this name yet
+        pass
+    else:
+        for run in runs:
+            versions = client.search_model_versions(f"name = '{registered_model}' and run_id = '{run.info.run_id}'")
+            if versions:
+                return run.info.run_id, str(versions[0].version)
+    if not register:
+        return None
+    run_id = runs[0].info.run_id
+    version = mlflow.register_model(f"runs:/{run_id}/model", registered_model)
+    return run_id, str(version.version)
 
 
 def set_alias(
@@ -257,10 +282,11 @@ def set_alias(
 ) -> tuple[str, str] | None:
     """Point a registry alias (``staging``/``production``) at the version trained as this model file.
 
-    ``found`` (run id, version) skips the search when the caller already looked it up. Returns
-    (run id, model version), or None when no run here logged this model.
+    ``found`` (run id, version) skips the search when the caller already looked it up; a logged
+    model without a version is registered from its newest run. Returns (run id, model version),
+    or None when no run here logged this model.
     """
-    found = found or find_model_version(root, registered_model, model_sha256)
+    found = found or find_model_version(root, registered_model, model_sha256, register=True)
     if found is None:
         return None
     configure(root)

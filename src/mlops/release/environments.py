@@ -303,11 +303,17 @@ def write_tag(site: Site, env: str, entry: Deployment, options: Options) -> list
 
 
 def find_mlflow_version(site: Site, entry: Deployment) -> None:
-    """Fill in the MLflow run and registry version that logged this model, when there is one."""
+    """Fill in the MLflow run and registry version that logged this model, when a run here logged it.
+
+    A deployed model is registered: when its run has no version (training registers on main only),
+    the version is registered here, from the run.
+    """
     from mlops.pipeline import tracking  # mlflow is slow to import; only deployments need it here
 
     try:
-        found = tracking.find_model_version(site.root, site.params.mlflow.registered_model, entry.model_sha256)
+        found = tracking.find_model_version(
+            site.root, site.params.mlflow.registered_model, entry.model_sha256, register=True
+        )
     except Exception as e:  # MLflow raises many kinds; the alias is a mirror and can be moved later
         site.progress(f"MLflow: lookup failed ({type(e).__name__}: {str(e)[:200]})")
         return

@@ -34,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     params = load_params(args.params)
     contract = load_contract(args.contract)
+    register = not args.no_mlflow and lineage.registers_here()  # checked first: a bad value wastes no fit
     progress = Progress("train")
 
     frame = read_table(args.train)
@@ -77,12 +78,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "params_hash": params.digest(),
                     "task": contract.task,
                     tracking.MODEL_SHA_TAG: lineage.file_sha256(args.model),
+                    **lineage.experiment_tags(),
                 },
                 artifacts=[args.curves / "loss.png"],
                 pip_requirements=[f"{name}=={version(name)}" for name in RUNTIME_PACKAGES],
+                register=register,
             )
         name = params.mlflow.registered_model
-        progress(f"MLflow run {record.run_id}, model {name} v{record.model_version} ({record.tracking_uri})")
+        registered = (
+            f"model {name} v{record.model_version}"
+            if record.model_version
+            else f"not registered (only main in CI, or {lineage.REGISTER_ENV}=1; a deployment registers it)"
+        )
+        progress(f"MLflow run {record.run_id}, {registered} ({record.tracking_uri})")
     progress.done()
     return 0
 
