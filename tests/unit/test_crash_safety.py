@@ -320,6 +320,23 @@ def test_a_record_the_remote_refuses_abandons_the_promotion_before_anything_swit
     converged(world, "production", "good")  # and the next command does not finish it
 
 
+def test_a_rollback_whose_record_the_remote_refuses_switches_nothing(world, tmp_path):
+    production_serves_good_and_staging_other(world)
+    deploy.promote_production(world.release("other"))
+    sh("git", "remote", "add", "origin", str(tmp_path / "no-such-origin.git"), cwd=world.root)
+    with pytest.raises(ServiceError, match="git push origin"):
+        environments.rollback(world.site, "production", Options(push="origin"))
+    assert world.servers["production"].default == "other"  # the record could not be pushed: nothing moved
+    assert world.ledger("production").entries()[-1].phase == "abandoned"
+    bare = tmp_path / "origin.git"
+    sh("git", "init", "-q", "--bare", str(bare), cwd=tmp_path)
+    sh("git", "remote", "set-url", "origin", str(bare), cwd=world.root)
+    environments.rollback(world.site, "production", Options(push="origin"))
+    assert world.servers["production"].default == "good"
+    pushed = sh("git", "tag", "-l", "loan-default#production#*", cwd=bare).stdout.split()
+    assert world.tag("production").name in pushed  # the record that says "good" is at the origin
+
+
 def test_the_fault_hook_kills_the_process_at_the_named_step():
     code = (
         "from mlops.release import faults\nfaults.reached('after-intent')\nfaults.reached('after-tag')\nprint('lived')"
