@@ -330,3 +330,32 @@ def test_a_runner_without_a_git_identity_gets_the_bots_and_one_with_an_identity_
     subprocess.run(["git", "config", "user.name", "Ops"], cwd=repo, check=True)
     subprocess.run(make, cwd=repo, env=env, check=True)
     assert subprocess.run(who, cwd=repo, env=env, capture_output=True, text=True).stdout.strip() == "Ops"
+
+
+def prerequisites() -> dict[str, set[str]]:
+    """Each make target's prerequisites, transitively."""
+    direct = {
+        m[1]: set(m[2].split("##")[0].split())
+        for m in re.finditer(r"^([a-z][a-z0-9-]*):(?!=)(.*)$", (ROOT / "Makefile").read_text(), re.M)
+    }
+
+    def close(target: str, seen: set[str]) -> set[str]:
+        for dep in direct.get(target, set()) - seen:
+            seen.add(dep)
+            close(dep, seen)
+        return seen
+
+    return {target: close(target, set()) for target in direct}
+
+
+def test_a_step_given_a_dvc_remote_runs_a_target_that_adds_it():
+    # a fresh runner has no .dvc/config.local: a step handed DVC_REMOTE_URL must make it the remote first
+    needs = prerequisites()
+    checked = 0
+    for file, job_name, _, step in steps():
+        if "DVC_REMOTE_URL" not in step.get("env", {}):
+            continue
+        for target in shlex.split(step["run"])[1:]:
+            checked += 1
+            assert target == "ci-remote" or "ci-remote" in needs[target], f"{file}:{job_name}: make {target}"
+    assert checked >= 4
