@@ -51,6 +51,21 @@ def test_a_misspelled_metric_under_gates_stops_the_monitor(tmp_path, contract, p
         mon.monitor(sources, contract, params.monitor, misspelled(params), now=time.time())
 
 
+def test_a_misspelled_metric_under_gates_stops_a_deployment_before_it_reads_anything(tmp_path, contract, params):
+    from mlops.release.deploy import Context
+
+    site = Site(
+        tmp_path,
+        params.model_copy(update={"gates": misspelled(params)}),
+        tmp_path / "serve",
+        tmp_path / "runtime",
+        lambda _: None,
+    )
+    missing = tmp_path / "nothing-here"  # the check comes first: no archive or model is read
+    with pytest.raises(UserError, match=r"gates\.regression_budget\.roc_aoc"):
+        Context.load(site, contract, missing / "package.json", missing / "model.joblib", missing / "holdout.parquet")
+
+
 def test_a_duplicate_column_in_the_contract_is_refused_naming_it(tmp_path):
     text = (FIXTURES / "contract.yaml").read_text()
     text = text.replace("  credit_score:", "  age:              {type: float}\n  credit_score:", 1)
