@@ -25,11 +25,12 @@ def model_uri(project: Path) -> str:
     """The registry version trained as this project's model file."""
     sha = sh("sha256sum", "models/pipeline.joblib", cwd=project).stdout.split()[0]
     client = MlflowClient()
-    runs = client.search_runs(  # the same model file may have been trained twice (reproducibility tests)
+    runs = client.search_runs(  # the same model file may have been trained again, unregistered (other tests)
         [e.experiment_id for e in client.search_experiments()], filter_string=f"tags.model_sha256 = '{sha}'"
     )
-    [version] = client.search_model_versions(f"run_id = '{runs[0].info.run_id}'")
-    return f"models:/{version.name}/{version.version}"
+    versions = [v for r in runs for v in client.search_model_versions(f"run_id = '{r.info.run_id}'")]
+    assert versions, f"no registered version of {sha[:12]} among {len(runs)} run(s)"
+    return f"models:/{versions[0].name}/{versions[0].version}"
 
 
 @pytest.fixture(scope="module")

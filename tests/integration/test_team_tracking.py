@@ -31,9 +31,12 @@ MODEL = "loan-default"  # the fixtures' registered model and experiment
 
 
 def team_env(server: TrackingServer) -> dict[str, str]:
-    """A clone's environment: the tracking server's URL, and nothing of the object store (the server proxies it)."""
+    """A clone's environment: the tracking server's URL, and nothing of the object store (the server proxies it).
+
+    It trains as CI on main does (``MLOPS_REGISTER=1``): each run registers a model version.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLFLOW_S3_"))}
-    return {**env, "MLFLOW_TRACKING_URI": server.url}
+    return {**env, "MLFLOW_TRACKING_URI": server.url, "MLOPS_REGISTER": "1"}
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@
 
 Run as ``python -m support.engineer ROOT MODEL_FILE EXPERIMENT REGISTERED WHO THREADS`` (the tests
 start two, as two engineers on two machines would): each run logs the fitted pipeline in
-``MODEL_FILE`` with the clone's contract. Prints one JSON line per run: its id and registry
-version, or the error.
+``MODEL_FILE`` with the clone's contract, registering it as training does here (``MLOPS_REGISTER``).
+Prints one JSON line per run: its id and registry version, or the error.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from mlops.core.contract import load_contract
+from mlops.core.lineage import registers_here
 from mlops.pipeline import tracking
 
 
@@ -30,7 +31,7 @@ def main(root: Path, model: Path, experiment: str, registered: str, who: str, th
             record = tracking.log_training(
                 root, experiment, registered, pipeline=model, contract=contract, params={"who": who, "i": i},
                 metrics={"train_loss": 0.1 * i}, input_example=example, tags={"engineer": who},
-                artifacts=[], pip_requirements=["scikit-learn"],
+                artifacts=[], pip_requirements=["scikit-learn"], register=registers_here(),
             )  # fmt: skip
             out = {"who": who, "i": i, "run": record.run_id, "version": record.model_version}
         except Exception as e:  # report every failure: the test counts what was lost
