@@ -94,11 +94,13 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Pat
     write_env_configs(base, extra_allowed="file:///nowhere/.*")
     env = {"MLOPS_SERVE_DIR": str(base / "serve"), "MLOPS_RUNTIME_DIR": str(base / "runtime")}
     os.environ.update(env)
-    sh("mlops", "serve", "up", cwd=base)
-    yield {"base": base, "origin": origin}
-    subprocess.run(["mlops", "serve", "down"], cwd=base, capture_output=True)
-    for k in env:
-        os.environ.pop(k, None)
+    try:  # the servers stop even when starting them fails half way (staging up, production not)
+        sh("mlops", "serve", "up", cwd=base)
+        yield {"base": base, "origin": origin}
+    finally:
+        subprocess.run(["mlops", "serve", "down"], cwd=base, capture_output=True)
+        for k in env:
+            os.environ.pop(k, None)
 
 
 def clone(template: dict[str, Path], name: str) -> Path:
