@@ -51,54 +51,42 @@ def evaluate(
     The model scores through its compiled scorer: the code that serves it.
     """
     with native_threads():
-        return _evaluate(pipeline, train, holdout, contract, params, seed)
-
-
-def _evaluate(
-    pipeline: Pipeline | CompiledPipeline,
-    train: pd.DataFrame,
-    holdout: pd.DataFrame,
-    contract: Contract,
-    params: EvaluateParams,
-    seed: int,
-) -> Evaluation:
-    model = pipeline if isinstance(pipeline, CompiledPipeline) else compile_pipeline(pipeline, contract.features)
-    X, y = features_and_target(holdout, contract)
-    task = task_of(contract).for_model(model.pipeline)
-    outputs = task.outputs(model, X)
-    baseline = task.baseline().fit(*features_and_target(train, contract))
-    metrics = task.metrics(y, outputs)
-    metrics["baseline"] = {k: v for k, v in score(baseline, holdout, contract).items() if k != "per_class"}
-    metrics["rows"] = {"train": len(train), "holdout": len(holdout)}
-    tables = task.plot_tables(y, outputs, params.max_curve_points)
-    imp = permutation_importance(
-        model,
-        X,
-        y,
-        scoring=task.importance_scoring,
-        n_repeats=params.permutation_repeats,
-        random_state=seed,
-        n_jobs=1,
-    )
-    tables["importance"] = (
-        pd.DataFrame({"feature": X.columns, "importance": imp.importances_mean.round(6)})
-        .sort_values(["importance", "feature"], ascending=[False, True])
-        .reset_index(drop=True)
-    )
-    return Evaluation(metrics, tables)
+        model = pipeline if isinstance(pipeline, CompiledPipeline) else compile_pipeline(pipeline, contract.features)
+        X, y = features_and_target(holdout, contract)
+        task = task_of(contract).for_model(model.pipeline)
+        outputs = task.outputs(model, X)
+        baseline = task.baseline().fit(*features_and_target(train, contract))
+        metrics = task.metrics(y, outputs)
+        metrics["baseline"] = {k: v for k, v in score(baseline, holdout, contract).items() if k != "per_class"}
+        metrics["rows"] = {"train": len(train), "holdout": len(holdout)}
+        tables = task.plot_tables(y, outputs, params.max_curve_points)
+        imp = permutation_importance(
+            model,
+            X,
+            y,
+            scoring=task.importance_scoring,
+            n_repeats=params.permutation_repeats,
+            random_state=seed,
+            n_jobs=1,
+        )
+        tables["importance"] = (
+            pd.DataFrame({"feature": X.columns, "importance": imp.importances_mean.round(6)})
+            .sort_values(["importance", "feature"], ascending=[False, True])
+            .reset_index(drop=True)
+        )
+        return Evaluation(metrics, tables)
 
 
 def gate_failures(metrics: dict[str, Any], minimum: dict[str, float], maximum: dict[str, float]) -> list[str]:
     """One line per absolute threshold the metrics miss (a threshold naming no metric is an error)."""
     failures = []
-    for name, floor in minimum.items():
-        if name not in metrics:
-            failures.append(f"gates.minimum names '{name}', which this task does not produce")
-        elif metrics[name] < floor:
-            failures.append(f"{name} {metrics[name]:.4f} < minimum {floor}")
-    for name, ceiling in maximum.items():
-        if name not in metrics:
-            failures.append(f"gates.maximum names '{name}', which this task does not produce")
-        elif metrics[name] > ceiling:
-            failures.append(f"{name} {metrics[name]:.4f} > maximum {ceiling}")
+    for bound, limits, misses, sign in (
+        ("minimum", minimum, float.__lt__, "<"),
+        ("maximum", maximum, float.__gt__, ">"),
+    ):
+        for name, limit in limits.items():
+            if name not in metrics:
+                failures.append(f"gates.{bound} names '{name}', which this task does not produce")
+            elif misses(float(metrics[name]), float(limit)):
+                failures.append(f"{name} {metrics[name]:.4f} {sign} {bound} {limit}")
     return failures
