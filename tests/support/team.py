@@ -82,6 +82,19 @@ def start(
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
 
 
+def start_ready(
+    cmd: list[str], log: Path, url: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``start`` then ``wait_http``; the process group is stopped if it never answers."""
+    proc = start(cmd, log, env)
+    try:
+        wait_http(url, proc, log, timeout=timeout)
+    except BaseException:
+        stop_group(proc)
+        raise
+    return proc
+
+
 class ObjectStore:
     """``moto_server`` (S3 API) in its own process; clients find it through ``env()``."""
 
@@ -113,12 +126,8 @@ class ObjectStore:
 
     def __enter__(self) -> ObjectStore:
         t0 = time.perf_counter()
-        self.proc = start([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)], self.log)
-        try:
-            wait_http(f"{self.endpoint}/moto-api/", self.proc, self.log)
-        except BaseException:
-            stop_group(self.proc)
-            raise
+        cmd = [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
+        self.proc = start_ready(cmd, self.log, f"{self.endpoint}/moto-api/")
         self.startup_s = time.perf_counter() - t0
         return self
 
@@ -212,12 +221,7 @@ class TrackingServer:
         cmd = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
                "--backend-store-uri", self.database.url(), "--artifacts-destination", f"s3://{self.bucket}/mlflow",
                "--serve-artifacts", "--workers", str(self.workers)]  # fmt: skip
-        self.proc = start(cmd, self.log, env)
-        try:
-            wait_http(f"{self.url}/health", self.proc, self.log, timeout=240)
-        except BaseException:
-            stop_group(self.proc)
-            raise
+        self.proc = start_ready(cmd, self.log, f"{self.url}/health", timeout=240, env=env)
         self.startup_s = time.perf_counter() - t0
         return self
 
