@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from mlops.core.config import Params, load_params
+from mlops.core.contract import Contract, load_contract
 from support import FIXTURES, ROOT
 from support.project import deep_merge, make_project, repro, sh, stages_run
 
@@ -69,6 +71,18 @@ def _one_native_thread() -> Iterator[None]:
 
     with threadpool_limits(1):
         yield
+
+
+@pytest.fixture(scope="module")
+def contract() -> Contract:
+    """The example's contract, from the fixtures (never the repository's own)."""
+    return load_contract(FIXTURES / "contract.yaml")
+
+
+@pytest.fixture(scope="module")
+def params() -> Params:
+    """The example's params, from the fixtures."""
+    return load_params(FIXTURES / "params.yaml")
 
 
 @pytest.fixture(scope="session")

@@ -25,16 +25,6 @@ from support import FIXTURES, ROOT
 pytestmark = pytest.mark.unit
 
 
-@pytest.fixture(scope="module")
-def contract():
-    return load_contract(FIXTURES / "contract.yaml")
-
-
-@pytest.fixture(scope="module")
-def params():
-    return load_params(FIXTURES / "params.yaml")
-
-
 def misspelled(params):
     return params.gates.model_copy(update={"regression_budget": {"roc_aoc": 0.01, "log_loss": 0.01}})
 

@@ -19,18 +19,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlops.core.contract import Contract, load_contract
+from mlops.core.contract import Contract
 from mlops.serving.inference import Policy, RequestChecker, RequestError, decode, records
 from mlops.serving.torchserve import Client, Endpoint, LocalServer, read_properties
 from support import FIXTURES, ROOT
 from support.handler import MockContext, fitted_model_dir, load_handler_module
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(scope="module")
-def contract() -> Contract:
-    return load_contract(FIXTURES / "contract.yaml")
 
 
 @pytest.fixture(scope="module")

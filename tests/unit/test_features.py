@@ -4,8 +4,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops.core.config import load_params
-from mlops.core.contract import load_contract
 from mlops.pipeline.features import MISSING_CATEGORY, build_preprocessor, features_and_target
 from mlops.pipeline.training import build_pipeline
 
@@ -13,16 +11,6 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "loans_small.csv"
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(scope="module")
-def contract():
-    return load_contract(FIXTURES / "contract.yaml")
-
-
-@pytest.fixture(scope="module")
-def params():
-    return load_params(FIXTURES / "params.yaml")
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from mlops.core.contract import Contract, load_contract
+from mlops.core.contract import Contract
 from mlops.serving.inference import Predictor, RequestError
 from mlops.serving.telemetry import Telemetry
 from support import FIXTURES
@@ -37,11 +37,6 @@ MAX_ROW_BYTES = 400  # one answered row: prediction, probabilities and a bounded
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return fitted_model_dir(tmp_path_factory.mktemp("model"))
-
-
-@pytest.fixture(scope="module")
-def contract() -> Contract:
-    return load_contract(FIXTURES / "contract.yaml")
 
 
 @pytest.fixture(scope="module")

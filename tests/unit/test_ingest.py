@@ -9,7 +9,6 @@ import fsspec
 import pytest
 
 from mlops.core.config import DataParams, load_params
-from mlops.core.contract import load_contract
 from mlops.core.errors import UserError
 from mlops.example.data import FAULTS, generate, next_period
 from mlops.monitoring.ingest import ingest
@@ -17,11 +16,6 @@ from mlops.monitoring.ingest import ingest
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture
-def contract():
-    return load_contract(FIXTURES / "contract.yaml")
 
 
 def land(folder: Path, index: int, *faults: str) -> Path:

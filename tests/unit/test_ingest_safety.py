@@ -12,18 +12,12 @@ import pandas as pd
 import pytest
 
 from mlops.core.config import DataParams, load_params
-from mlops.core.contract import load_contract
 from mlops.example.data import generate
 from mlops.monitoring.ingest import ingest
 from mlops.pipeline.validation import validate_dir
 from support import FIXTURES
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(scope="module")
-def contract():
-    return load_contract(FIXTURES / "contract.yaml")
 
 
 def land(folder: Path, index: int, *faults: str) -> Path:

@@ -13,16 +13,10 @@ import pandas as pd
 import pytest
 
 from mlops.core.config import load_params
-from mlops.core.contract import load_contract
 from mlops.monitoring import monitor as mon
 from support import FIXTURES
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(scope="module")
-def contract():
-    return load_contract(FIXTURES / "contract.yaml")
 
 
 @pytest.fixture(scope="module")
