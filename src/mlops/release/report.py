@@ -137,6 +137,7 @@ class Production:
     record: dict[str, Any]
     pipeline: Any | None
     problem: str = ""
+    source: str = ""  # where the model came from when not from DVC at the tag
 
 
 @dataclass
@@ -246,6 +247,12 @@ def production_model(root: Path) -> Production | None:
     try:
         data = records.read_at(root, tag, paths.PIPELINE)
     except Exception as e:  # DVC raises many kinds: not in cache, no remote, bad rev
+        # a build deployed before it was committed (`make demo` right after `mlops init`): the tag's
+        # commit holds no lock for it, but this checkout holds the very archive production serves
+        built = _read_json(root / paths.PACKAGE)
+        if record.get("version") and built.get("version") == record["version"] and (root / paths.PIPELINE).exists():
+            here = "this checkout's build: the same archive, its outputs not yet committed"
+            return Production(tag, record, joblib.load(root / paths.PIPELINE), source=here)
         return Production(tag, record, None, f"could not fetch its model with DVC at {tag}: {e}")
     return Production(tag, record, joblib.load(io.BytesIO(data)))
 
@@ -456,7 +463,7 @@ def _production(f: Facts) -> list[str]:
         return [*out, "Nothing is in production yet: no production record in git (`gto show`)."]
     if p.pipeline is None:
         return [*out, f"Production is `{p.record.get('version')}` ({p.tag}), but {p.problem}"]
-    out += [f"Production serves `{p.record.get('version')}` ({p.tag}).\n"]
+    out += [f"Production serves `{p.record.get('version')}` ({p.tag}{'; ' + p.source if p.source else ''}).\n"]
     out += ["| metric | production | this branch | Δ | budget |", "|---|---:|---:|---:|---|"]
     for c in f.vs_production:
         budget = "" if c.budget is None else f"{'over' if c.over_budget else 'ok'} (budget {c.budget})"
