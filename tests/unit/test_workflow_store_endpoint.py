@@ -63,6 +63,12 @@ def test_the_clients_the_steps_run_take_the_endpoint_from_the_environment(monkey
     dvc = S3FileSystem(url="s3://bucket/dvc").fs  # a DVC remote with no endpointurl in its config
     dvc.connect()
     assert dvc.s3.meta.endpoint_url == endpoint
+    # an unset repository variable reaches the step as "": the clients talk to AWS then
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "")
+    assert boto3.client("s3").meta.endpoint_url.endswith(".amazonaws.com")
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    fs.connect()
+    assert fs.s3.meta.endpoint_url.endswith(".amazonaws.com")
 
 
 def test_the_team_setup_page_documents_the_variable() -> None:
