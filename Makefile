@@ -27,11 +27,12 @@ help: ## list the targets
 # SKIP_SETUP=1 uses the environment as it is (the tests run make targets in temporary clones)
 setup: $(if $(SKIP_SETUP),,$(STAMP)) ## create .venv and install requirements.txt (fast when nothing changed)
 
-$(STAMP): requirements.txt pyproject.toml package-lock.json
+$(STAMP): requirements.txt requirements-kserve.txt pyproject.toml package-lock.json
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check pip==26.3
 	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/pip install -q --no-deps --upgrade --target $(VENV)/kserve-sdk -r requirements-kserve.txt
 	npm ci --no-audit --no-fund --loglevel=error
 	@$(MAKE) --no-print-directory wrk
 	@$(MAKE) --no-print-directory hooks

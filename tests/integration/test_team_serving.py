@@ -85,6 +85,13 @@ def test_torchserve_starts_from_exactly_the_published_layout_and_predicts(
         assert len(answer["predictions"]) == 3
         assert answer["model_version"] == json.loads((trained_project / "models/package.json").read_text())["version"]
         assert requests.get(f"{service.inference_url}/ping", timeout=5).json()["status"] == "Healthy"
+        # the pod serves with the project's serving settings, as the local environments do (not
+        # TorchServe's 100 ms default batch delay): asked of the running server
+        serve = load_params(trained_project / "params.yaml").serve
+        (described,) = requests.get(f"{service.management_url}/models/{NAME}", timeout=5).json()
+        settings = {k: described[k] for k in ("batchSize", "maxBatchDelay", "minWorkers", "maxWorkers")}
+        assert settings == {"batchSize": serve.batch_size, "maxBatchDelay": serve.max_batch_delay_ms,
+                            "minWorkers": serve.workers, "maxWorkers": serve.workers}  # fmt: skip
         # the model API is off: nothing registers into a pod's TorchServe
         assert requests.post(f"{service.management_url}/models?url=x.mar", timeout=5).status_code >= 400
     print(f"published layout -> first prediction in {seconds:.1f}s")
@@ -312,7 +319,9 @@ def test_a_rollout_gated_on_model_readiness_switches_two_replicas_with_zero_fail
     ):
         work = tmp_path / f"work-{version}"
         work.mkdir()
-        layouts[version] = Path(publish_layout(archive, sha, prefix, NAME, version, work).url.removeprefix("file://"))
+        serve = load_params(trained_project / "params.yaml").serve
+        published = publish_layout(archive, sha, prefix, NAME, version, serve, work)
+        layouts[version] = Path(published.url.removeprefix("file://"))
     broken = tmp_path / "published" / f"{NAME}-broken"
     shutil.copytree(layouts[old_version], broken)
     (broken / f"model-store/{NAME}.mar").write_bytes(b"not an archive")

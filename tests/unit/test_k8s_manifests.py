@@ -1,7 +1,7 @@
 """deploy/k8s renders and validates offline: every overlay through `kubectl kustomize`, the core kinds
 against Kubernetes' own schemas (kubernetes-validate, strict: an unknown field fails), the KServe
-InferenceService against the project's schema of the fields it uses. Any other kind fails: the
-Kubernetes schemas only warn about kinds they do not know."""
+InferenceService against KServe's API as its Python SDK defines it (support.kserve). Any other kind
+fails: the Kubernetes schemas only warn about kinds they do not know."""
 
 from __future__ import annotations
 
@@ -11,19 +11,18 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
 from support import ROOT
+from support.kserve import inference_service_problems
 
 pytestmark = pytest.mark.unit
 
 K8S = ROOT / "deploy" / "k8s"
 KUBERNETES = "1.32"
 OVERLAYS = ["overlays/staging", "overlays/production", "kserve/overlays/staging", "kserve/overlays/production"]
-KSERVE = jsonschema.Draft202012Validator(json.loads((K8S / "kserve/inferenceservice.schema.json").read_text()))
 
 
 def render(path: Path) -> list[dict[str, Any]]:
@@ -36,7 +35,7 @@ def render(path: Path) -> list[dict[str, Any]]:
 
 def problems(doc: dict[str, Any]) -> list[str]:
     if doc.get("kind") == "InferenceService":
-        return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in KSERVE.iter_errors(doc)]
+        return inference_service_problems(doc, KUBERNETES)
     try:
         kubernetes_validate.validate(doc, KUBERNETES, strict=True)
     except kubernetes_validate.ValidationError as e:

@@ -279,6 +279,8 @@ def test_setup_action_installs_exactly_requirements_txt():
         "@$(BIN)/python -m pip install -q --disable-pip-version-check pip==26.3",
         "$(BIN)/pip install -q -r requirements.txt",
         "$(BIN)/pip install -q --no-deps --no-build-isolation -e .",
+        # KServe's SDK, apart: its pins conflict with requirements.txt; only its model files are read
+        "$(BIN)/pip install -q --no-deps --upgrade --target $(VENV)/kserve-sdk -r requirements-kserve.txt",
         "npm ci --no-audit --no-fund --loglevel=error",
     ]
 
@@ -291,6 +293,7 @@ def test_the_environment_cache_and_torch_suit_a_fresh_runner():
     assert f"${{{{ steps.{python['id']}.outputs.python-version }}}}" in key  # a venv is bound to its interpreter
     assert "package-lock.json" in key
     assert "requirements.txt" in key
+    assert "requirements-kserve.txt" in key
     setup = next(s for s in steps_ if s.get("run") == "make setup")
     # torch's CPU wheel on the runner (PyPI's Linux default is a CUDA build of several GB); make setup as is
     assert setup["env"]["PIP_EXTRA_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"

@@ -12,6 +12,7 @@ from pathlib import Path
 from mlops.commands.common import context, parser, release_args, site
 from mlops.core import paths
 from mlops.core.artifacts import read_json
+from mlops.core.config import load_params
 from mlops.core.errors import UserError
 from mlops.core.lineage import file_sha256
 from mlops.core.progress import Progress
@@ -109,7 +110,10 @@ def publish_main(argv: Sequence[str] | None = None) -> int:
     prefix = args.prefix or archive_prefix(args.env)
     if args.layout:
         with tempfile.TemporaryDirectory() as tmp:
-            done = publish_layout(archive, package["sha256"], prefix, package["name"], package["version"], Path(tmp))
+            serve = load_params(args.params).serve
+            done = publish_layout(
+                archive, package["sha256"], prefix, package["name"], package["version"], serve, Path(tmp)
+            )
     else:
         done = publish(archive, package["sha256"], prefix, package["name"], package["version"])
     where = (args.prefix and "--prefix") or prefix_variable(args.env)

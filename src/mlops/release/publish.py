@@ -10,13 +10,16 @@ refused, never overwritten (a server may have registered it).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlops.core.config import ServeParams
 from mlops.core.errors import ServiceError, UserError
+from mlops.release.packaging import model_config
 from mlops.serving.torchserve import archive_name
 
 
@@ -115,7 +118,6 @@ enable_envvars_config=true
 enable_model_api=false
 # a pod's random tokens could not be shared by its replicas: authenticate in front of the Service
 disable_token_authorization=true
-load_models=all
 allowed_urls=file://.*/model-store/[A-Za-z0-9_.-]+\\.mar
 install_py_dep_per_model=false
 # request bodies reach the handler as bytes: it decodes them itself
@@ -126,22 +128,47 @@ max_request_size=6553500
 max_response_size=6553500
 """
 
+# The settings a model starts with, as the archive's model-config.yaml has them
+SNAPSHOT_SETTINGS = ("minWorkers", "maxWorkers", "batchSize", "maxBatchDelay", "responseTimeout")
+
+
+def layout_config(name: str, version: str, serve: ServeParams) -> str:
+    """The layout's ``config.properties``: the pod settings and the model's, from ``serve`` (params.yaml).
+
+    The model is loaded by ``model_snapshot`` (KServe's TorchServe convention) rather than
+    ``load_models``: TorchServe 0.12 reads a ``maxBatchDelay`` of 0 from an archive's model config,
+    or from the ``models`` setting, as "unset" and waits its default 100 ms, while a snapshot's
+    values are taken as they are. The settings are ``model_config``'s, the archive's own, so a pod
+    batches as the local environments, which pass the delay when they register, do.
+    """
+    settings = model_config(serve)
+    model = {"defaultVersion": True, "marName": f"{name}.mar", **{k: settings[k] for k in SNAPSHOT_SETTINGS}}
+    snapshot = {"name": "startup.cfg", "modelCount": 1, "models": {name: {version: model}}}
+    return (
+        LAYOUT_CONFIG
+        + "# the model, with the serving settings of params.yaml\n"
+        + (f"model_snapshot={json.dumps(snapshot, sort_keys=True)}\n")
+    )
+
 
 def layout_url(prefix: str, name: str, version: str) -> str:
     """The storage URI of a version's layout: ``<prefix>/<name>-<version>``."""
     return f"{prefix.rstrip('/')}/{name}-{version}"
 
 
-def publish_layout(archive: Path, sha256: str, prefix: str, name: str, version: str, workdir: Path) -> Published:
+def publish_layout(
+    archive: Path, sha256: str, prefix: str, name: str, version: str, serve: ServeParams, workdir: Path
+) -> Published:
     """Upload the layout KServe's storage initializer expects, each file verified by reading it back.
 
     ``<prefix>/<name>-<version>/config/config.properties`` and ``.../model-store/<name>.mar``:
     a KServe ``storageUri`` (or a pod's init container) fetches that folder, and TorchServe starts
-    from it alone. Idempotent like ``publish``; ``workdir`` holds the config while it uploads.
+    from it alone, with the serving settings of ``serve`` (``layout_config``). Idempotent like
+    ``publish``; ``workdir`` holds the config while it uploads.
     """
     url = layout_url(prefix, name, version)
     config = workdir / "config.properties"
-    config.write_text(LAYOUT_CONFIG)
+    config.write_text(layout_config(name, version, serve))
     config_sha = hashlib.sha256(config.read_bytes()).hexdigest()
     # the archive last: a layout whose archive is there is complete
     uploaded = _upload(config, config_sha, f"{url}/config/config.properties")
