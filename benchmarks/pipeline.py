@@ -167,12 +167,15 @@ def cost_vs_rows(params: Any, contract: Any, raw_1m: Path, tmp: Path) -> list[di
         files = {"--split": work / "split", "--model": work / "pipeline.joblib", "--metrics": work / "metrics.json",
                  "--plots": work / "evaluate"}  # fmt: skip
         evaluate = run([*stage, "mlops.stages.evaluate", *common, *(str(x) for kv in files.items() for x in kv)], ROOT)
+        importance_rows = json.loads((work / "metrics.json").read_text())["rows"]["importance"]
         row = {"rows": n, "train_rows": len(train_set), "holdout_rows": len(holdout)}
+        row["importance_rows"] = importance_rows  # permutation importance's sample (evaluate.importance_rows)
         for name, r in (("train", train), ("evaluate", evaluate)):
             row |= {f"{name}_{k}": v for k, v in r.items() if k != "output"}
         out.append(row)
         print(f"{n:>9,} rows: train {train['wall_s']:.1f}s ({train['peak_mb']:.0f} MB), "
-              f"evaluate {evaluate['wall_s']:.1f}s ({evaluate['peak_mb']:.0f} MB)")  # fmt: skip
+              f"evaluate {evaluate['wall_s']:.1f}s ({evaluate['peak_mb']:.0f} MB, "
+              f"importance on {importance_rows:,} rows)")  # fmt: skip
         shutil.rmtree(work)
     return out
 
@@ -255,7 +258,9 @@ def main() -> int:
         results["validate_1m"] = {k: v for k, v in validate.items() if k != "raw"}
         print(f"validate {validate['rows']:,} rows: {validate['wall_s']} s ({validate['cpu_s']} s CPU)")
         results["make_pr_one_param"] = make_pr(tmp)
-        print(f"make pr after one train param: {results['make_pr_one_param']['wall_s']} s")
+        pr = results["make_pr_one_param"]
+        parts = ", ".join(f"{k} {v} s" for k, v in pr["stages_s"].items())
+        print(f"make pr after one train param: {pr['wall_s']} s ({pr['cpu_s']} s CPU); stages: {parts}")
         results["noop_dvc_repro"] = noop_repro()
         cost = cost_vs_rows(params, contract, validate["raw"], tmp)
         results["train_evaluate_by_rows"] = cost

@@ -72,7 +72,7 @@ def test_every_estimator_trains_for_every_task_and_beats_the_baseline(params, ta
     if task == "multiclass":
         assert set(m["per_class"]) == {"A", "B", "C", "D"}
         assert all(0 <= v["f1"] <= 1 for v in m["per_class"].values())
-    assert m["rows"] == {"train": len(train_set), "holdout": len(holdout)}
+    assert m["rows"] == {"train": len(train_set), "holdout": len(holdout), "importance": len(holdout)}
 
 
 def test_time_split_holds_out_the_latest_periods(params):

@@ -67,6 +67,7 @@ TrainParams = create_model(  # type: ignore[call-overload]
 
 class EvaluateParams(Section):
     permutation_repeats: int = Field(ge=1)
+    importance_rows: int = Field(ge=100)  # permutation importance: a seeded sample of at most this many holdout rows
     max_curve_points: int = Field(ge=10)
 
 

@@ -58,7 +58,10 @@ def evaluate(
         baseline = task.baseline().fit(*features_and_target(train, contract))
         metrics = task.metrics(y, outputs)
         metrics["baseline"] = {k: v for k, v in score(baseline, holdout, contract).items() if k != "per_class"}
-        metrics["rows"] = {"train": len(train), "holdout": len(holdout)}
+        # permutation importance scores the model features x repeats times: on a large holdout it
+        # would cost more than training, so it runs on a seeded sample (a new one each repeat)
+        importance_rows = min(params.importance_rows, len(X))
+        metrics["rows"] = {"train": len(train), "holdout": len(holdout), "importance": importance_rows}
         tables = task.plot_tables(y, outputs, params.max_curve_points)
         imp = permutation_importance(
             model,
@@ -68,6 +71,7 @@ def evaluate(
             n_repeats=params.permutation_repeats,
             random_state=seed,
             n_jobs=1,
+            max_samples=importance_rows,
         )
         tables["importance"] = (
             pd.DataFrame({"feature": X.columns, "importance": imp.importances_mean.round(6)})
