@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,15 @@ def _one_native_thread() -> Iterator[None]:
 
     with threadpool_limits(1):
         yield
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """An empty temp dir with a short path, for a TorchServe runtime: its workers' sockets live there,
+    and AF_UNIX paths end at 107 bytes, which pytest's temp paths (deeper under xdist) can pass."""
+    path = Path(tempfile.mkdtemp(prefix="mlops-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -380,9 +380,9 @@ def test_monitor_flags_an_accuracy_drop_on_late_labels(site, first, tmp_path):
 
 
 @pytest.fixture
-def own_pair(trained_project: Path, tmp_path: Path) -> Iterator[Site]:
+def own_pair(trained_project: Path, short_tmp: Path) -> Iterator[Site]:
     """A pair of servers of this test's own, each with the model registered (two workers)."""
-    root = tmp_path / "repo"
+    root = short_tmp / "repo"  # the servers' runtime is in it (.serve): a short path for their sockets
     shutil.copytree(trained_project, root, symlinks=True)
     write_env_configs(root, extra_allowed="file:///nowhere/.*")
     own = Site(root)
