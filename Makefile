@@ -82,21 +82,24 @@ format: setup ## fix what ruff can fix and format the code
 	ruff check --fix src tests benchmarks
 	ruff format src tests benchmarks
 
-# the unit tier runs on every core (pytest-xdist: its tests share nothing); the others share servers
-# and trained projects per session, so they run in one process. Both run even when the first fails.
+# the unit tier runs on every core (pytest-xdist: its tests share nothing). The others run on two
+# workers, a module (or the modules sharing a session fixture, tests/conftest.py) on one worker, the
+# longest first: one worker's waits (servers starting, act) overlap the other's work. Both tiers run
+# even when the first fails.
 UNIT = pytest -m unit -n auto --maxprocesses 4
+SLOW = pytest -n 2 --dist loadgroup --no-loadscope-reorder
 
 test: setup ## the whole test suite (unit, integration, e2e, workflows)
-	@rc=0; $(UNIT) || rc=$$?; pytest -m "not unit and not acceptance" || rc=$$?; exit $$rc
+	@rc=0; $(UNIT) || rc=$$?; $(SLOW) -m "not unit and not acceptance" || rc=$$?; exit $$rc
 
 test-unit: setup ## unit tests only (seconds, no services)
 	$(UNIT)
 
 test-integration: setup ## integration tests only (real DVC, MLflow, Great Expectations, TorchServe)
-	pytest -m integration
+	$(SLOW) -m integration
 
 test-e2e: setup ## end-to-end tests and the workflows run by act (the whole loop)
-	pytest -m "e2e or workflows"
+	$(SLOW) -m "e2e or workflows"
 
 test-acceptance: setup ## bring your own data: mlops init on two tables, then make demo and the whole make test there
 	pytest -m acceptance -s

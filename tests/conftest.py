@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,6 +87,15 @@ def params() -> Params:
     return load_params(FIXTURES / "params.yaml")
 
 
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """An empty temp dir with a short path, for a TorchServe runtime: its workers' sockets live there,
+    and AF_UNIX paths end at 107 bytes, which pytest's temp paths (deeper under xdist) can pass."""
+    path = Path(tempfile.mkdtemp(prefix="mlops-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One small project through a full `dvc repro`, shared by the pipeline tests (read-only).
@@ -104,3 +115,59 @@ def project_copy(trained_project: Path, tmp_path: Path) -> Path:
     dest = tmp_path / "repo"
     shutil.copytree(trained_project, dest, symlinks=True)
     return dest
+
+
+# ---- running the slow tiers on two workers (pytest-xdist, `--dist loadgroup`) ----------------------
+
+# A group of tests runs on one worker, so the fixtures its tests share are built once. Each module is
+# a group (its module fixtures); these modules share a session fixture, so they are one group: the
+# workflow tier's story (one GitHub world, its steps as session fixtures), and the MLflow tracking
+# server on PostgreSQL.
+SHARED_GROUPS = {
+    "tests/workflows/test_deploy_workflows.py": "workflows",
+    "tests/workflows/test_devcontainer_workflow.py": "workflows",
+    "tests/workflows/test_monitor_retrain_workflows.py": "workflows",
+    "tests/workflows/test_pr_workflows.py": "workflows",
+    "tests/integration/test_team_tracking.py": "tracking-server",
+    "tests/integration/test_mlflow_ui.py": "tracking-server",
+}
+# The longest groups start first, so the last one to finish is a short one (measured).
+LONGEST_FIRST = [
+    "workflows",
+    "tests/e2e/test_loop.py",
+    "tests/e2e/test_cycle.py",
+    "tests/integration/test_serving.py",
+    "tests/e2e/test_fresh_clone.py",
+    "tests/integration/test_release_serving.py",
+    "tests/integration/test_team_serving.py",
+]
+
+
+def group_of(nodeid: str) -> str:
+    """The group of a test: its module's, or the one its module shares a session fixture with."""
+    module = nodeid.split("::", 1)[0]
+    return SHARED_GROUPS.get(module, module)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The longest groups first; within a group, and among the rest, the collection order stays."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(group_of(item.nodeid), len(rank)))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` by ``test_group``: each group goes whole to one worker, in collection order.
+
+    xdist's own loadgroup reads ``xdist_group`` marks through a node id suffix that pytest 9 no
+    longer lets it set (every test then becomes a group of its own); its loadscope scheduler, given
+    our grouping, does what loadgroup means.
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    return ByGroup(config, log)

@@ -25,7 +25,9 @@ VENV = Path(sys.executable).parents[1]
 TOOLING = ("Makefile", "requirements.txt", "pyproject.toml", "package.json", "package-lock.json")
 
 
-def test_make_demo_on_a_fresh_clone_rebuilds_the_same_archive_and_changes_nothing_in_git(trained_project, tmp_path):
+def test_make_demo_on_a_fresh_clone_rebuilds_the_same_archive_and_changes_nothing_in_git(
+    trained_project, tmp_path, short_tmp
+):
     origin = tmp_path / "origin"
     shutil.copytree(trained_project, origin, symlinks=True)
     for name in TOOLING:
@@ -42,7 +44,7 @@ def test_make_demo_on_a_fresh_clone_rebuilds_the_same_archive_and_changes_nothin
     write_env_configs(tmp_path, extra_allowed="file:///nowhere/.*")
     other_tmp = tmp_path / "other-tmp"
     other_tmp.mkdir()
-    env = {**os.environ, "MLOPS_SERVE_DIR": str(serve), "MLOPS_RUNTIME_DIR": str(tmp_path / "runtime"),
+    env = {**os.environ, "MLOPS_SERVE_DIR": str(serve), "MLOPS_RUNTIME_DIR": str(short_tmp / "runtime"),
            "TMPDIR": str(other_tmp)}  # fmt: skip
     demo = subprocess.run(
         ["bash", "-c", f"umask 0027 && make --no-print-directory demo VENV={VENV} SKIP_SETUP=1"],

@@ -380,20 +380,22 @@ def test_monitor_flags_an_accuracy_drop_on_late_labels(site, first, tmp_path):
 
 
 @pytest.fixture
-def own_pair(trained_project: Path, tmp_path: Path) -> Iterator[Site]:
+def own_pair(trained_project: Path, short_tmp: Path) -> Iterator[Site]:
     """A pair of servers of this test's own, each with the model registered (two workers)."""
-    root = tmp_path / "repo"
+    root = short_tmp / "repo"  # the servers' runtime is in it (.serve): a short path for their sockets
     shutil.copytree(trained_project, root, symlinks=True)
     write_env_configs(root, extra_allowed="file:///nowhere/.*")
     own = Site(root)
     own.mlops("serve", "up")
-    package = own.package()
-    for env in ("staging", "production"):
-        endpoint = local_server(env, root / "serve", root / ".serve").endpoint()
-        url = install_archive(endpoint, root / "models" / package["archive"], package["name"], package["version"])
-        Client(endpoint).register(url, package["name"], package["version"], 90)
-    yield own
-    own.mlops("serve", "down", check=False)
+    try:  # the servers stop even when a registration fails
+        package = own.package()
+        for env in ("staging", "production"):
+            endpoint = local_server(env, root / "serve", root / ".serve").endpoint()
+            url = install_archive(endpoint, root / "models" / package["archive"], package["name"], package["version"])
+            Client(endpoint).register(url, package["name"], package["version"], 90)
+        yield own
+    finally:
+        own.mlops("serve", "down", check=False)
 
 
 def test_serve_down_stops_every_process(own_pair):
