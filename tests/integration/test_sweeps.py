@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -52,7 +53,12 @@ def sweep(trained_project: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     try:
         sweep_values = f"train.hist_gradient_boosting.learning_rate={','.join(LEARNING_RATES)}"
         sh("dvc", "exp", "run", "--queue", "-S", sweep_values, "evaluate", cwd=root, env=env)
-        sh("dvc", "queue", "start", "-j", "2", cwd=root, env=env)
+        # the queue's daemon keeps the stdout and stderr it was given while its workers live: a file,
+        # not this process's pipes, or reading them would wait for the workers to exit
+        with (root.parent / "queue-start.log").open("w") as log:
+            started_queue = subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=root, env=env, stdout=log,
+                                           stderr=subprocess.STDOUT, timeout=120)  # fmt: skip
+        assert started_queue.returncode == 0, (root.parent / "queue-start.log").read_text()
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             status = sh("dvc", "queue", "status", cwd=root, env=env).stdout
@@ -64,8 +70,9 @@ def sweep(trained_project: Path, tmp_path_factory: pytest.TempPathFactory) -> di
         wall = time.perf_counter() - started
     finally:
         sh("dvc", "queue", "stop", "--kill", cwd=root, env=env, check=False)
-        time.sleep(1)
-        leaked = marked(marker)
+        stopping = time.monotonic() + 30  # a worker finishes its shutdown after `queue stop` returns
+        while (leaked := marked(marker)) and time.monotonic() < stopping:
+            time.sleep(1)
         for pid in leaked:
             os.kill(pid, signal.SIGKILL)
     print(f"sweep of {len(LEARNING_RATES)} experiments, 2 workers: {wall:.1f}s")
