@@ -87,6 +87,16 @@ def params() -> Params:
     return load_params(FIXTURES / "params.yaml")
 
 
+@pytest.fixture(scope="module")
+def parts() -> tuple[Any, ...]:
+    """The release tests' world parts (tests/support/release_world.py): frame, contract, params and
+    the fitted models, built once per module."""
+    from support import release_world as rw
+
+    frame, contract, params = rw.frame(), rw.contract(), rw.params()
+    return frame, contract, params, rw.models(frame, contract, params)
+
+
 @pytest.fixture
 def short_tmp() -> Iterator[Path]:
     """An empty temp dir with a short path, for a TorchServe runtime: its workers' sockets live there,

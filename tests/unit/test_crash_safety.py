@@ -28,12 +28,6 @@ class Killed(BaseException):
     """The process died (a BaseException: no `except Exception` of the code under test catches it)."""
 
 
-@pytest.fixture(scope="module")
-def parts():
-    frame, contract, params = rw.frame(), rw.contract(), rw.params()
-    return frame, contract, params, rw.models(frame, contract, params)
-
-
 def kill() -> None:
     raise Killed
 

@@ -17,12 +17,6 @@ from support.project import sh
 pytestmark = pytest.mark.unit
 
 
-@pytest.fixture(scope="module")
-def parts():
-    frame, contract, params = rw.frame(), rw.contract(), rw.params()
-    return frame, contract, params, rw.models(frame, contract, params)
-
-
 @pytest.fixture
 def world(tmp_path, parts) -> rw.World:
     return rw.make_world(tmp_path, *parts)
