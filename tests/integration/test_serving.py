@@ -234,7 +234,9 @@ def test_promotion_and_rollback_under_load_lose_no_request(site, first, tmp_path
     assert result.failures == 0
     assert site.default_version("production") == first["version"]
     assert site.registered("production") == {first["version"], new}  # the newer one stays for a roll forward
-    assert rollback_seconds < 10
+    # a ceiling that catches a rollback waiting on a re-registration or a timeout, not a busy machine's
+    # noise (two test workers share two cores): how fast it is belongs to the benchmarks
+    assert rollback_seconds < 30
     tags = site.tags()
     assert len(tags) == tagged + 2  # the promotion and the rollback
     assert site.tag_record(tags[-2])["version"] == new
