@@ -1,5 +1,5 @@
 """``python -m mlops``: the same as the ``mlops`` command."""
 
-from mlops.cli import main
+from mlops.cli import entry
 
-raise SystemExit(main())
+raise SystemExit(entry())

@@ -7,7 +7,8 @@ import pytest
 from mlops.core.config import GateParams
 from mlops.core.task import Binary, Regression
 from mlops.release import report
-from mlops.release.report import Change, Comparison, DataDiff, Facts, Production, Repro, StageRun
+from mlops.release.report import Change, Comparison, DataDiff, Facts, Production
+from mlops.release.repro import Repro, StageRun, stage_event
 
 pytestmark = pytest.mark.unit
 
@@ -89,12 +90,12 @@ def test_the_production_section_says_why_it_is_missing():
 
 
 def test_dvc_repro_lines_are_read_as_stage_outcomes():
-    assert report.stage_event("Running stage 'train':\n") == StageRun("train", "ran")
-    assert report.stage_event("Stage 'split' is cached - skipping run, checking out outputs\n") == StageRun(
+    assert stage_event("Running stage 'train':\n") == StageRun("train", "ran")
+    assert stage_event("Stage 'split' is cached - skipping run, checking out outputs\n") == StageRun(
         "split", "run-cache"
     )
-    assert report.stage_event("Stage 'validate' didn't change, skipping\n") == StageRun("validate", "unchanged")
-    assert report.stage_event("Updating lock file 'dvc.lock'\n") is None
+    assert stage_event("Stage 'validate' didn't change, skipping\n") == StageRun("validate", "unchanged")
+    assert stage_event("Updating lock file 'dvc.lock'\n") is None
 
 
 def test_images_are_linked_in_a_fixed_order():

@@ -18,7 +18,7 @@ from mlops.core.lineage import git, git_dirty
 from mlops.example import data as example_data
 from mlops.monitoring import monitor as mon
 from mlops.monitoring.ingest import ingest
-from mlops.release import deploy, report
+from mlops.release import deploy, report, repro
 from mlops.release.deploy import Context, Site
 from mlops.serving.replay import replay
 from mlops.serving.torchserve import Client
@@ -70,8 +70,8 @@ def play(site: Site, periods: int, drift: float) -> dict[str, Any]:
     ingest(str(landing), raw, root / paths.QUARANTINE, contract, progress=lambda _: None, cwd=root)
     git(root, "add", str(paths.RAW_DVC))
     git(root, "commit", "-q", "-m", f"Ingest {len(landed)} new period(s)")
-    repro = report.repro(root, echo=False)
-    failures = report.write(root, base, contract, site.params.gates, root / paths.PR_REPORT, repro)
+    ran = repro.run(root, echo=False)
+    failures = report.write(root, base, contract, site.params.gates, root / paths.PR_REPORT, ran)
     result["gate_passed"] = not failures
     verdict = (root / paths.PR_REPORT).read_text().splitlines()[0].lstrip("# ")
     say(f"4/6 branch {branch}: ingested, retrained; PR report: {verdict}")

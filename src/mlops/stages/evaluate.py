@@ -9,13 +9,12 @@ from mlops.core import lineage, paths
 from mlops.core.artifacts import load_pipeline, write_csv, write_json
 from mlops.core.config import load_params
 from mlops.core.contract import load_contract
-from mlops.core.errors import run
 from mlops.core.progress import Progress
 from mlops.core.task import task_of
 from mlops.pipeline import figures
 from mlops.pipeline.datasets import read_table
 from mlops.pipeline.evaluation import evaluate
-from mlops.stages import parser
+from mlops.stages import entry, parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,4 +60,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run(main))
+    entry(main)

@@ -13,14 +13,13 @@ from mlops.core import paths
 from mlops.core.artifacts import load_pipeline, read_json, write_json
 from mlops.core.config import load_params
 from mlops.core.contract import load_contract
-from mlops.core.errors import run
 from mlops.core.progress import Progress
 from mlops.core.task import task_of
 from mlops.core.threads import native_threads
 from mlops.pipeline.compiled import compile_pipeline, verify
 from mlops.pipeline.datasets import read_table
 from mlops.release.packaging import archive_info, build_archive
-from mlops.stages import parser
+from mlops.stages import entry, parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,4 +50,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run(main))
+    entry(main)

@@ -8,11 +8,10 @@ from pathlib import Path
 from mlops.core import paths
 from mlops.core.config import load_params
 from mlops.core.contract import load_contract
-from mlops.core.errors import run
 from mlops.core.progress import Progress
 from mlops.pipeline.datasets import read_raw, write_table
 from mlops.pipeline.splitting import periods, split
-from mlops.stages import parser
+from mlops.stages import entry, parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,4 +36,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run(main))
+    entry(main)

@@ -11,13 +11,12 @@ from mlops.core import lineage, paths
 from mlops.core.artifacts import save_pipeline, write_csv, write_json
 from mlops.core.config import load_params
 from mlops.core.contract import load_contract
-from mlops.core.errors import run
 from mlops.core.progress import Progress
 from mlops.pipeline import figures
 from mlops.pipeline.datasets import read_table, write_table
 from mlops.pipeline.features import features_and_target
 from mlops.pipeline.training import reference, train
-from mlops.stages import parser
+from mlops.stages import entry, parser
 
 RUNTIME_PACKAGES = ("scikit-learn", "pandas", "numpy", "scipy", "cloudpickle")
 
@@ -96,4 +95,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run(main))
+    entry(main)

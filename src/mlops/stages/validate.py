@@ -10,10 +10,10 @@ from pathlib import Path
 from mlops.core import paths
 from mlops.core.config import load_params
 from mlops.core.contract import load_contract
-from mlops.core.errors import UserError, run
+from mlops.core.errors import UserError
 from mlops.core.progress import Progress
 from mlops.pipeline.validation import validate_dir
-from mlops.stages import parser
+from mlops.stages import entry, parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,4 +45,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run(main))
+    entry(main)
