@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import sys
@@ -14,6 +15,7 @@ import pytest
 
 from mlops.core.config import Params, load_params
 from mlops.core.contract import Contract, load_contract
+from mlops.stages import GC_THRESHOLDS
 from support import FIXTURES, ROOT
 from support.project import deep_merge, make_project, repro, sh, stages_run
 
@@ -181,3 +183,12 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             return group_of(nodeid)
 
     return ByGroup(config, log)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Freeze what collection imported (scikit-learn, pandas, MLflow, DVC): the collector skips it from here on.
+
+    The same policy as the project's own processes (mlops.stages); the tests' objects are collected as usual.
+    """
+    gc.set_threshold(*GC_THRESHOLDS)
+    gc.freeze()
