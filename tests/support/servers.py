@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +19,35 @@ from mlops.serving.torchserve import read_properties
 from support.project import sh
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    return low, high
+
+
 def free_ports(n: int) -> list[int]:
-    """``n`` distinct free TCP ports on 127.0.0.1."""
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
+    """``n`` distinct free TCP ports on 127.0.0.1, below the kernel's ephemeral range.
+
+    A port that ``bind(0)`` hands out is an ephemeral one: until the server binds it, any
+    outgoing connection on the machine (another test worker's HTTP client) may take it as its
+    source port, and a TorchServe then fails to bind its gRPC port and stops. Ports drawn at
+    random below that range are never handed to clients; each is checked free here.
+    """
+    low, _ = _ephemeral_range()
+    rng = random.SystemRandom()
+    ports: list[int] = []
+    while len(ports) < n:
+        port = rng.randrange(10_000, low)
+        if port in ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
     return ports
 
 

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import psutil
 import requests
@@ -96,6 +96,15 @@ class Endpoint:
     management_token: str | None
     local: LocalServer | None  # None: a remote server, reached with URLs and tokens from the environment
     archive_url_prefix: str | None = None  # remote only: where the server fetches archives from
+
+
+def _listening(pid: int) -> set[int]:
+    """The TCP ports process ``pid`` listens on (empty if it is gone)."""
+    try:
+        connections = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.Error:
+        return set()
+    return {c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN}
 
 
 class LocalServer:
@@ -177,27 +186,58 @@ class LocalServer:
         return target
 
     def up(self, timeout: float = 60.0) -> Endpoint:
-        """Start (if not running) and wait until the management API answers with the token."""
+        """Start (if not running); wait until it holds every port its config gives it and the management API answers.
+
+        A port another process holds stops TorchServe as it starts: that is a ``ServiceError`` naming the port.
+        """
         for d in (self.store, self.logs, self.tmp):
             d.mkdir(parents=True, exist_ok=True)
+        launcher = self.logs / "launcher.log"
+        since = launcher.stat().st_size if launcher.exists() else 0
         if self.pid() is None:
             (self.home / "key_file.json").unlink(missing_ok=True)
             torchserve = shutil.which("torchserve", path=self._env()["PATH"]) or "torchserve"
             config = self._effective_config()
             cmd = [torchserve, "--start", "--ncs", "--ts-config", str(config), "--model-store", str(self.store)]
-            with (self.logs / "launcher.log").open("ab") as out:
+            with launcher.open("ab") as out:
                 proc = subprocess.run(cmd, cwd=self.home, env=self._env(), stdout=out, stderr=subprocess.STDOUT)
             if proc.returncode != 0:
                 raise ServiceError(f"{self.name}: torchserve did not start; see {self.logs / 'launcher.log'}")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             endpoint = self.endpoint()
-            if endpoint.management_token and Client(endpoint).alive():
+            pid = self.pid()
+            if pid is None:
+                raise ServiceError(f"{self.name}: torchserve exited while starting: {self._start_failure(since)}")
+            # the REST APIs answer before the gRPC servers bind: a port taken by another process
+            # stops TorchServe a moment later, so it is up when it holds every port it was given
+            if endpoint.management_token and self.ports() <= _listening(pid) and Client(endpoint).alive():
                 return endpoint
-            if self.pid() is None:
-                raise ServiceError(f"{self.name}: torchserve exited while starting; see {self.logs}")
             time.sleep(0.3)
         raise ServiceError(f"{self.name}: torchserve not answering after {timeout:.0f}s; see {self.logs}")
+
+    def ports(self) -> set[int]:
+        """The TCP ports this environment's config gives TorchServe: its REST APIs and, if set, its gRPC ones."""
+        rest = ("inference_address", "management_address", "metrics_address")
+        ports = {urlsplit(self.props[k]).port for k in rest if k in self.props}
+        ports |= {int(self.props[k]) for k in ("grpc_inference_port", "grpc_management_port") if k in self.props}
+        return {p for p in ports if p}
+
+    def _start_failure(self, since: int) -> str:
+        """What stopped a starting server, from what its launcher log gained since byte ``since``."""
+        launcher = self.logs / "launcher.log"
+        try:
+            with launcher.open("rb") as f:
+                f.seek(since)
+                log = f.read().decode(errors="replace")
+        except OSError:
+            log = ""
+        port = re.search(r"Failed to bind to address \S*?:(\d+)", log)
+        if port:
+            return f"port {port.group(1)} is in use by another process (see {launcher})"
+        if "Address already in use" in log:
+            return f"a port in {self.config.name} is in use by another process (see {launcher})"
+        return f"see {self.logs}"
 
     def down(self, timeout: float = 30.0) -> bool:
         """Stop the server and its workers; True if one was running."""
