@@ -66,7 +66,6 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, check: boo
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
         "peak_mb": round((peaks[-1] if peaks else usage.ru_maxrss) / 1024, 1),
         "output": out,
-        "exit": proc.returncode,
     }
 
 
@@ -130,7 +129,7 @@ def make_pr(tmp: Path) -> dict[str, Any]:
         m[0]: float(m[2])
         for m in re.findall(r"^\| (\w+) \| (ran|unchanged|restored[^|]*) \| ([\d.]+) \|$", report, re.M)
     }
-    return {k: v for k, v in result.items() if k not in ("output", "exit")} | {"stages_s": stages}
+    return {k: v for k, v in result.items() if k != "output"} | {"stages_s": stages}
 
 
 def noop_repro() -> dict[str, float]:
@@ -172,7 +171,7 @@ def cost_vs_rows(params: Any, contract: Any, raw_1m: Path, tmp: Path) -> list[di
         row = {"rows": n, "train_rows": len(train_set), "holdout_rows": len(holdout)}
         row["importance_rows"] = importance_rows  # permutation importance's sample (evaluate.importance_rows)
         for name, r in (("train", train), ("evaluate", evaluate)):
-            row |= {f"{name}_{k}": v for k, v in r.items() if k not in ("output", "exit")}
+            row |= {f"{name}_{k}": v for k, v in r.items() if k != "output"}
         out.append(row)
         print(f"{n:>9,} rows: train {train['wall_s']:.1f}s ({train['peak_mb']:.0f} MB), "
               f"evaluate {evaluate['wall_s']:.1f}s ({evaluate['peak_mb']:.0f} MB, "

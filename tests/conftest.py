@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+import mlops.stages  # noqa: F401  # its import sets the collector's thresholds, as in the project's processes
 from mlops.core.config import Params, load_params
 from mlops.core.contract import Contract, load_contract
-from mlops.stages import GC_THRESHOLDS
 from support import FIXTURES, ROOT
 from support.project import deep_merge, make_project, repro, sh, stages_run
 
@@ -190,5 +190,4 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
     The same policy as the project's own processes (mlops.stages); the tests' objects are collected as usual.
     """
-    gc.set_threshold(*GC_THRESHOLDS)
     gc.freeze()

@@ -9,14 +9,13 @@ child process failed (``ServiceError``).
 
 from __future__ import annotations
 
-import gc
 import importlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mlops.core.errors import run
-from mlops.stages import GC_THRESHOLDS
+from mlops.stages import frozen  # importing it sets the collector's thresholds
 
 Main = Callable[[Sequence[str] | None], int]
 
@@ -84,18 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def entry() -> int:
     """The ``mlops`` process (the console script, ``python -m mlops``): ``main`` under the stages' collector policy.
 
-    A command is a short process too (see ``mlops.stages``): the command's imports load under the
-    higher thresholds and are frozen out of collection, and so is what it built before the
-    interpreter exits. ``main`` stays a plain function for callers with a process of their own (tests).
+    A command is a short process too (see ``mlops.stages``, whose import set the thresholds): the
+    command's imports load first and are frozen out of collection, and so is what it built before
+    the interpreter exits. ``main`` stays a plain function for callers with a process of their own (tests).
     """
-    gc.set_threshold(*GC_THRESHOLDS)
     args = sys.argv[1:]
     if args and args[0] in COMMANDS:
         COMMANDS[args[0]].load()  # main finds it loaded
-    gc.freeze()
-    code = main(args)
-    gc.freeze()
-    return code
+    return frozen(lambda: main(args))
 
 
 if __name__ == "__main__":

@@ -19,12 +19,12 @@ from mlops.serving.torchserve import read_properties
 from support.project import sh
 
 
-def _ephemeral_range() -> tuple[int, int]:
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (the ports it hands to clients and to ``bind(0)``)."""
     try:
-        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-    except (OSError, ValueError):
-        low, high = 32768, 60999  # Linux's default
-    return low, high
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def free_ports(n: int) -> list[int]:
@@ -35,7 +35,7 @@ def free_ports(n: int) -> list[int]:
     source port, and a TorchServe then fails to bind its gRPC port and stops. Ports drawn at
     random below that range are never handed to clients; each is checked free here.
     """
-    low, _ = _ephemeral_range()
+    low = _ephemeral_low()
     rng = random.SystemRandom()
     ports: list[int] = []
     while len(ports) < n:

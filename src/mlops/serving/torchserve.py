@@ -202,13 +202,15 @@ class LocalServer:
             with launcher.open("ab") as out:
                 proc = subprocess.run(cmd, cwd=self.home, env=self._env(), stdout=out, stderr=subprocess.STDOUT)
             if proc.returncode != 0:
-                raise ServiceError(f"{self.name}: torchserve did not start; see {self.logs / 'launcher.log'}")
+                raise ServiceError(f"{self.name}: torchserve did not start; see {launcher}")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             endpoint = self.endpoint()
             pid = self.pid()
             if pid is None:
-                raise ServiceError(f"{self.name}: torchserve exited while starting: {self._start_failure(since)}")
+                raise ServiceError(
+                    f"{self.name}: torchserve exited while starting: {self._start_failure(launcher, since)}"
+                )
             # the REST APIs answer before the gRPC servers bind: a port taken by another process
             # stops TorchServe a moment later, so it is up when it holds every port it was given
             if endpoint.management_token and self.ports() <= _listening(pid) and Client(endpoint).alive():
@@ -223,9 +225,8 @@ class LocalServer:
         ports |= {int(self.props[k]) for k in ("grpc_inference_port", "grpc_management_port") if k in self.props}
         return {p for p in ports if p}
 
-    def _start_failure(self, since: int) -> str:
+    def _start_failure(self, launcher: Path, since: int) -> str:
         """What stopped a starting server, from what its launcher log gained since byte ``since``."""
-        launcher = self.logs / "launcher.log"
         try:
             with launcher.open("rb") as f:
                 f.seek(since)

@@ -36,9 +36,17 @@ def parser(name: str, doc: str | None) -> argparse.ArgumentParser:
     return p
 
 
-def entry(main: Callable[[Sequence[str] | None], int]) -> NoReturn:
-    """Run a stage as its process's ``__main__``: imports done, freeze them out of collection; exit with its code."""
+def frozen(call: Callable[[], int]) -> int:
+    """``call()`` in a short process: what is loaded so far frozen out of collection before it, everything after it.
+
+    The second freeze spares the interpreter's exit a last scan of what the call built (half a second with MLflow).
+    """
     gc.freeze()
-    code = run(main)
-    gc.freeze()  # and what it built: the interpreter's exit need not scan it again (half a second with MLflow)
-    raise SystemExit(code)
+    code = call()
+    gc.freeze()
+    return code
+
+
+def entry(main: Callable[[Sequence[str] | None], int]) -> NoReturn:
+    """A stage as its process's ``__main__``, its imports done: ``main`` through ``run``, frozen; exit with its code."""
+    raise SystemExit(frozen(lambda: run(main)))
