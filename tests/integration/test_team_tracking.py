@@ -120,12 +120,13 @@ def test_two_clones_log_twenty_runs_at_once_and_none_is_lost_nor_moves_an_alias(
         sh("git", "clone", "-q", str(team_project), str(clone), cwd=tmp_path)
         engineers.append(subprocess.Popen(
             [sys.executable, "-m", "support.engineer", str(clone), str(team_project / "models/pipeline.joblib"),
-             experiment, MODEL, who, "10"],
+             experiment, MODEL, who, "10", str(tmp_path / f"{who}.jsonl")],
             cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         ))  # fmt: skip
     said = [p.communicate(timeout=600) for p in engineers]
     seconds = time.perf_counter() - started
-    results = [json.loads(line) for out, _ in said for line in out.splitlines() if line.startswith("{")]
+    results = [json.loads(line) for who in ("ana", "bo") if (tmp_path / f"{who}.jsonl").exists()
+               for line in (tmp_path / f"{who}.jsonl").read_text().splitlines()]  # fmt: skip
     errors = [r for r in results if "error" in r]
     assert not errors, errors
     assert len(results) == 20, [err[-2000:] for _, err in said]

@@ -1,9 +1,11 @@
 """One engineer's clone logging training runs to the shared tracking server, ``THREADS`` at once.
 
-Run as ``python -m support.engineer ROOT MODEL_FILE EXPERIMENT REGISTERED WHO THREADS`` (the tests
-start two, as two engineers on two machines would): each run logs the fitted pipeline in
+Run as ``python -m support.engineer ROOT MODEL_FILE EXPERIMENT REGISTERED WHO THREADS RESULTS`` (the
+tests start two, as two engineers on two machines would): each run logs the fitted pipeline in
 ``MODEL_FILE`` with the clone's contract, registering it as training does here (``MLOPS_REGISTER``).
-Prints one JSON line per run: its id and registry version, or the error.
+Writes one JSON line per run to ``RESULTS``: its id and registry version, or the error. Not to
+stdout: MLflow prints there from the other threads ("View run ..."), and a print is two writes,
+so its text could land between a line and its newline.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from mlops.core.lineage import registers_here
 from mlops.pipeline import tracking
 
 
-def main(root: Path, model: Path, experiment: str, registered: str, who: str, threads: int) -> int:
+def main(root: Path, model: Path, experiment: str, registered: str, who: str, threads: int, results: Path) -> int:
     contract = load_contract(root / "data/contract.yaml")
     # the trained project's holdout rows (a clone holds only what git tracks)
     example = pd.read_parquet(model.parents[1] / "data/split/holdout.parquet").head(2)[list(contract.features)]
@@ -36,8 +38,8 @@ def main(root: Path, model: Path, experiment: str, registered: str, who: str, th
             out = {"who": who, "i": i, "run": record.run_id, "version": record.model_version}
         except Exception as e:  # report every failure: the test counts what was lost
             out = {"who": who, "i": i, "error": f"{type(e).__name__}: {str(e)[:300]}"}
-        with lock:
-            print(json.dumps(out), flush=True)
+        with lock, results.open("a") as f:
+            f.write(json.dumps(out) + "\n")
 
     workers = [threading.Thread(target=one, args=(i,)) for i in range(threads)]
     for w in workers:
@@ -48,5 +50,5 @@ def main(root: Path, model: Path, experiment: str, registered: str, who: str, th
 
 
 if __name__ == "__main__":
-    root, model, experiment, registered, who, threads = sys.argv[1:7]
-    raise SystemExit(main(Path(root), Path(model), experiment, registered, who, int(threads)))
+    root, model, experiment, registered, who, threads, results = sys.argv[1:8]
+    raise SystemExit(main(Path(root), Path(model), experiment, registered, who, int(threads), Path(results)))
